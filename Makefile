@@ -1,0 +1,36 @@
+# A new user's two commands: `make run` (the main job) and `make test` (the whole suite).
+# Both create .venv in the checkout and install everything they need into it.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+SHARED ?= ../shared
+export TIKTOKEN_CACHE_DIR ?= $(abspath $(SHARED))/data/tokenizers/tiktoken
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+
+.PHONY: install run test lint
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip uv
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml integrations/langchain/pyproject.toml integrations/llama_index/pyproject.toml
+	$(UV) pip install --python $(BIN)/python -e '.[all,dev]' -e integrations/langchain -e integrations/llama_index
+	touch $@
+
+install: $(VENV)/.installed
+
+# The main job: chunk the files given in FILES (default: the shared corpora).
+FILES ?= $(wildcard $(SHARED)/data/corpora/*)
+run: install
+	$(BIN)/longcontext chunk $(FILES) --output chunks.jsonl
+	@echo "wrote chunks.jsonl"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest -q

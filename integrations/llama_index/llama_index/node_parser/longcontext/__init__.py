@@ -1,0 +1,1 @@
+"""See llama_index.node_parser.longcontext."""

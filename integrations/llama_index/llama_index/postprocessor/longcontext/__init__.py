@@ -1,0 +1,1 @@
+"""See llama_index.postprocessor.longcontext."""

@@ -1,0 +1,319 @@
+"""One tokenizer adapter: token ids and character offsets for tiktoken, Hugging Face and callables.
+
+Splitters never decode tokens back into text. They ask for each token's character span once and
+slice the source string, so chunks are exact and a token that covers part of a multi-byte
+character can never split it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import tiktoken
+
+IntArray = npt.NDArray[np.int64]
+
+TIKTOKEN_NAMES = ("cl100k_base", "o200k_base", "p50k_base", "r50k_base", "gpt2")
+# Cache file names (sha1 of tiktoken's download address) of the encodings that llama-index-core
+# bundles and ../shared/data/tokenizers/tiktoken holds.
+_TIKTOKEN_CACHE_FILES = {
+    "cl100k_base": "9b5ad71b2ce5302211f9c61530b329a4922fc6a4",
+    "o200k_base": "fb374d419588a4632f3f557e76b4b70aebbca790",
+}
+ACCEPTED = (
+    "a tiktoken encoding name (" + ", ".join(TIKTOKEN_NAMES) + ") or tiktoken.Encoding; "
+    "a Hugging Face tokenizers.Tokenizer, transformers tokenizer, tokenizer.json path, local "
+    "model directory or model id; a callable str -> list[int]; or a longcontext Tokenizer"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSpans:
+    """Token ids of a text and the character span ``[starts[k], ends[k])`` of each token.
+
+    A token that covers only part of a character spans the whole character, so the boundary
+    before token ``k`` falls on a character boundary exactly when ``ends[k-1] <= starts[k]``.
+    """
+
+    ids: Sequence[int]
+    starts: IntArray
+    ends: IntArray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def is_char_boundary(self, k: int) -> bool:
+        """Whether cutting between token ``k-1`` and token ``k`` keeps every character whole."""
+        if k <= 0 or k >= len(self.ids):
+            return True
+        return bool(self.ends[k - 1] <= self.starts[k])
+
+
+class Tokenizer(ABC):
+    """Counts tokens and, where the backend can, gives each token's character span."""
+
+    name: str = "tokenizer"
+
+    @abstractmethod
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``, without special tokens."""
+
+    def count(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def count_many(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.encode_many(texts)]
+
+    def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
+        return [self.encode(t) for t in texts]
+
+    def spans(self, text: str) -> TokenSpans | None:
+        """Ids with character spans, or None when the backend cannot give offsets."""
+        return None
+
+    def spans_many(self, texts: Sequence[str]) -> list[TokenSpans | None]:
+        return [self.spans(t) for t in texts]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+# --------------------------------------------------------------------------------------- tiktoken
+_env_lock = threading.Lock()
+
+
+def _bundled_tiktoken_dirs() -> list[Path]:
+    dirs: list[Path] = []
+    for var in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
+        if os.environ.get(var):
+            dirs.append(Path(os.environ[var]))
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("llama_index.core")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            dirs.append(Path(location) / "_static" / "tiktoken_cache")
+    import tempfile
+
+    dirs.append(Path(tempfile.gettempdir()) / "data-gym-cache")
+    return dirs
+
+
+@cache
+def load_tiktoken(name: str) -> tiktoken.Encoding:
+    """``tiktoken.get_encoding`` that works offline.
+
+    Looks for the encoding's file in ``TIKTOKEN_CACHE_DIR``, in llama-index-core's bundled cache
+    and in tiktoken's default cache before letting tiktoken download it.
+    """
+    import tiktoken
+
+    key = _TIKTOKEN_CACHE_FILES.get(name)
+    if key is not None:
+        for directory in _bundled_tiktoken_dirs():
+            if (directory / key).is_file():
+                with _env_lock:
+                    saved = os.environ.get("TIKTOKEN_CACHE_DIR")
+                    os.environ["TIKTOKEN_CACHE_DIR"] = str(directory)
+                    try:
+                        return tiktoken.get_encoding(name)
+                    finally:
+                        if saved is None:
+                            del os.environ["TIKTOKEN_CACHE_DIR"]
+                        else:
+                            os.environ["TIKTOKEN_CACHE_DIR"] = saved
+    try:
+        return tiktoken.get_encoding(name)
+    except Exception as exc:  # network errors come in many types
+        hint = f"a file named {key}" if key else f"the {name} BPE file"
+        raise RuntimeError(
+            f"tiktoken encoding {name!r} is not cached and could not be downloaded ({exc}). "
+            f"Put {hint} in a folder and set TIKTOKEN_CACHE_DIR to it, or install "
+            "llama-index-core, which bundles cl100k_base and o200k_base."
+        ) from exc
+
+
+@cache
+def _token_byte_lengths(encoding: tiktoken.Encoding) -> IntArray:
+    """Byte length of every token id, so offsets come from one table lookup per token."""
+    lengths = np.zeros(encoding.n_vocab, dtype=np.int64)
+    ranks: dict[bytes, int] | None = getattr(encoding, "_mergeable_ranks", None)
+    if ranks is not None:
+        for token_bytes, rank in ranks.items():
+            lengths[rank] = len(token_bytes)
+    else:
+        for rank in range(encoding.n_vocab):
+            try:
+                lengths[rank] = len(encoding.decode_single_token_bytes(rank))
+            except KeyError:
+                pass
+    return lengths
+
+
+def _spans_from_byte_lengths(text: str, ids: list[int], lengths: IntArray) -> TokenSpans:
+    token_lengths = lengths[np.asarray(ids, dtype=np.int64)]
+    byte_ends = np.cumsum(token_lengths)
+    byte_starts = byte_ends - token_lengths
+    if text.isascii():
+        return TokenSpans(ids, byte_starts, byte_ends)
+    data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    char_of_byte = np.cumsum((data & 0xC0) != 0x80) - 1
+    if len(ids) == 0:
+        return TokenSpans(ids, byte_starts, byte_ends)
+    return TokenSpans(ids, char_of_byte[byte_starts], char_of_byte[byte_ends - 1] + 1)
+
+
+class TiktokenTokenizer(Tokenizer):
+    """A tiktoken encoding. Offsets come from the tokens' byte lengths."""
+
+    def __init__(self, encoding: str | tiktoken.Encoding, num_threads: int | None = None) -> None:
+        self.encoding = load_tiktoken(encoding) if isinstance(encoding, str) else encoding
+        self.name = self.encoding.name
+        self.num_threads = num_threads or os.cpu_count() or 1
+
+    def encode(self, text: str) -> list[int]:
+        return self.encoding.encode_ordinary(text)
+
+    def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.encoding.encode_ordinary_batch(list(texts), num_threads=self.num_threads)
+
+    def spans(self, text: str) -> TokenSpans:
+        ids = self.encoding.encode_ordinary(text)
+        return _spans_from_byte_lengths(text, ids, _token_byte_lengths(self.encoding))
+
+    def spans_many(self, texts: Sequence[str]) -> list[TokenSpans | None]:
+        lengths = _token_byte_lengths(self.encoding)
+        batches = self.encode_many(texts)
+        return [_spans_from_byte_lengths(t, ids, lengths) for t, ids in zip(texts, batches)]
+
+
+# ---------------------------------------------------------------------------------- Hugging Face
+class HuggingFaceTokenizer(Tokenizer):
+    """A Hugging Face fast tokenizer (``tokenizers.Tokenizer`` or a transformers fast tokenizer)."""
+
+    def __init__(self, tokenizer: Any, name: str | None = None) -> None:
+        from tokenizers import Tokenizer as RustTokenizer
+
+        backend = tokenizer if isinstance(tokenizer, RustTokenizer) else tokenizer.backend_tokenizer
+        # A copy, so that turning truncation and padding off never changes the caller's object.
+        self.backend = RustTokenizer.from_str(backend.to_str())
+        self.backend.no_truncation()
+        self.backend.no_padding()
+        self.name = name or getattr(tokenizer, "name_or_path", None) or "huggingface"
+
+    def encode(self, text: str) -> list[int]:
+        ids: list[int] = self.backend.encode(text, add_special_tokens=False).ids
+        return ids
+
+    def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
+        encodings = self.backend.encode_batch(list(texts), add_special_tokens=False)
+        return [e.ids for e in encodings]
+
+    @staticmethod
+    def _to_spans(encoding: Any) -> TokenSpans:
+        offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
+        # Offsets of byte-level tokens may step back inside one character; keep them monotone.
+        starts = np.maximum.accumulate(offsets[:, 0]) if len(offsets) else offsets[:, 0]
+        ends = np.maximum.accumulate(offsets[:, 1]) if len(offsets) else offsets[:, 1]
+        return TokenSpans(encoding.ids, starts, ends)
+
+    def spans(self, text: str) -> TokenSpans:
+        return self._to_spans(self.backend.encode(text, add_special_tokens=False))
+
+    def spans_many(self, texts: Sequence[str]) -> list[TokenSpans | None]:
+        encodings = self.backend.encode_batch(list(texts), add_special_tokens=False)
+        return [self._to_spans(e) for e in encodings]
+
+
+# ------------------------------------------------------------------------------------- callables
+class CallableTokenizer(Tokenizer):
+    """Any ``str -> list[int]`` function. It gives no offsets, so splitters search by counting."""
+
+    def __init__(self, function: Callable[[str], Sequence[int]], name: str | None = None) -> None:
+        self.function = function
+        self.name = name or getattr(function, "__name__", "callable")
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.function(text))
+
+
+class _SlowTransformersTokenizer(CallableTokenizer):
+    """A transformers tokenizer without a Rust backend: counted, no offsets."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        def encode(text: str) -> list[int]:
+            ids: list[int] = tokenizer.encode(text, add_special_tokens=False)
+            return ids
+
+        super().__init__(encode, getattr(tokenizer, "name_or_path", "transformers"))
+
+
+# ----------------------------------------------------------------------------------------- entry
+TokenizerLike = Tokenizer | str | Path | Callable[[str], Sequence[int]] | Any
+
+
+def _from_path_or_id(spec: str) -> Tokenizer:
+    path = Path(spec)
+    if path.is_file() and path.suffix == ".json":
+        from tokenizers import Tokenizer as RustTokenizer
+
+        return HuggingFaceTokenizer(RustTokenizer.from_file(str(path)), name=str(path))
+    looks_like_hub_id = spec.count("/") == 1 and not spec.startswith((".", "/"))
+    if path.is_dir() or looks_like_hub_id:
+        try:
+            from transformers import AutoTokenizer
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ValueError(
+                f"tokenizer {spec!r} needs transformers: pip install 'longcontext[hf]'"
+            ) from exc
+        try:
+            loaded = AutoTokenizer.from_pretrained(spec)
+        except (OSError, ValueError) as exc:
+            raise ValueError(
+                f"could not load a Hugging Face tokenizer from {spec!r}: {exc}. Accepted: {ACCEPTED}."
+            ) from exc
+        return get_tokenizer(loaded)
+    raise ValueError(f"unknown tokenizer {spec!r}. Accepted: {ACCEPTED}.")
+
+
+def get_tokenizer(spec: TokenizerLike) -> Tokenizer:
+    """Turn anything the library accepts as a tokenizer into a :class:`Tokenizer`."""
+    if isinstance(spec, Tokenizer):
+        return spec
+    if isinstance(spec, Path):
+        spec = str(spec)
+    if isinstance(spec, str):
+        if spec in TIKTOKEN_NAMES:
+            return _cached_tiktoken(spec)
+        return _from_path_or_id(spec)
+    module = type(spec).__module__.split(".")[0]
+    if module == "tiktoken":
+        return TiktokenTokenizer(spec)
+    if module == "tokenizers":
+        return HuggingFaceTokenizer(spec)
+    if module == "transformers":
+        if getattr(spec, "backend_tokenizer", None) is not None:
+            return HuggingFaceTokenizer(spec)
+        return _SlowTransformersTokenizer(spec)
+    if callable(spec):
+        return CallableTokenizer(spec)
+    raise TypeError(f"cannot use {type(spec).__name__} as a tokenizer. Accepted: {ACCEPTED}.")
+
+
+@cache
+def _cached_tiktoken(name: str) -> TiktokenTokenizer:
+    return TiktokenTokenizer(name)
