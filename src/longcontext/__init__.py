@@ -32,7 +32,21 @@ _LAZY = {
     "ContextWindowExceededError": "longcontext.llm",
 }
 
-__all__ = ["Chunk", "Tokenizer", "__version__", "get_tokenizer", *_LAZY]
+__all__ = [
+    "Chunk",
+    "ContextWindowExceededError",
+    "Generation",
+    "LongContextLLM",
+    "PackResult",
+    "RopeScaling",
+    "SemanticSplitter",
+    "TokenSplitter",
+    "Tokenizer",
+    "__version__",
+    "get_tokenizer",
+    "pack",
+    "reorder",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -7,6 +7,7 @@ character can never split it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -14,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -157,10 +158,8 @@ def _token_byte_lengths(encoding: tiktoken.Encoding) -> IntArray:
             lengths[rank] = len(token_bytes)
     else:
         for rank in range(encoding.n_vocab):
-            try:
+            with contextlib.suppress(KeyError):
                 lengths[rank] = len(encoding.decode_single_token_bytes(rank))
-            except KeyError:
-                pass
     return lengths
 
 
@@ -213,7 +212,7 @@ class HuggingFaceTokenizer(Tokenizer):
         self.backend = RustTokenizer.from_str(backend.to_str())
         self.backend.no_truncation()
         self.backend.no_padding()
-        self.name = name or getattr(tokenizer, "name_or_path", None) or "huggingface"
+        self.name = str(name or getattr(tokenizer, "name_or_path", None) or "huggingface")
 
     def encode(self, text: str) -> list[int]:
         ids: list[int] = self.backend.encode(text, add_special_tokens=False).ids
@@ -245,7 +244,7 @@ class CallableTokenizer(Tokenizer):
 
     def __init__(self, function: Callable[[str], Sequence[int]], name: str | None = None) -> None:
         self.function = function
-        self.name = name or getattr(function, "__name__", "callable")
+        self.name = str(name or getattr(function, "__name__", "callable"))
 
     def encode(self, text: str) -> list[int]:
         return list(self.function(text))
@@ -284,7 +283,8 @@ def _from_path_or_id(spec: str) -> Tokenizer:
             loaded = AutoTokenizer.from_pretrained(spec)
         except (OSError, ValueError) as exc:
             raise ValueError(
-                f"could not load a Hugging Face tokenizer from {spec!r}: {exc}. Accepted: {ACCEPTED}."
+                f"could not load a Hugging Face tokenizer from {spec!r}: {exc}. "
+                f"Accepted: {ACCEPTED}."
             ) from exc
         return get_tokenizer(loaded)
     raise ValueError(f"unknown tokenizer {spec!r}. Accepted: {ACCEPTED}.")
@@ -302,7 +302,7 @@ def get_tokenizer(spec: TokenizerLike) -> Tokenizer:
         return _from_path_or_id(spec)
     module = type(spec).__module__.split(".")[0]
     if module == "tiktoken":
-        return TiktokenTokenizer(spec)
+        return TiktokenTokenizer(cast("tiktoken.Encoding", spec))
     if module == "tokenizers":
         return HuggingFaceTokenizer(spec)
     if module == "transformers":
