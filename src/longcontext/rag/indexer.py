@@ -1,0 +1,231 @@
+"""Build or update an index folder from a folder of documents, re-embedding only changed files."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from longcontext.rag.corpus import SourceFile, read_corpus
+from longcontext.rag.embeddings import (
+    Embedder,
+    EmbeddingsFingerprint,
+    canonical_name,
+    load_embedder,
+)
+from longcontext.rag.errors import RagError
+from longcontext.rag.store import IndexedChunk, VectorStore, read_manifest, stack
+
+SplitterKind = Literal["token", "semantic"]
+SPLITTERS: tuple[SplitterKind, ...] = ("token", "semantic")
+DEFAULT_CHUNK_SIZE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class SplitterSettings:
+    """How documents are cut. Sizes count the embedding model's own tokens.
+
+    Attributes:
+        kind: ``token`` (overlapping windows, :class:`longcontext.TokenSplitter`) or ``semantic``
+            (:class:`longcontext.SemanticSplitter` with the index's embeddings).
+        chunk_size: Most tokens in a chunk.
+        overlap: Tokens shared by consecutive chunks (token splitter only); None means a fifth
+            of ``chunk_size`` for ``token`` and 0 for ``semantic``.
+    """
+
+    kind: SplitterKind = "token"
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    overlap: int | None = None
+
+    def resolved(self) -> SplitterSettings:
+        """The settings with the default overlap filled in, checked.
+
+        Raises:
+            RagError: An unknown kind, a size below 1, or an overlap the splitter cannot use.
+        """
+        if self.kind not in SPLITTERS:
+            raise RagError(f"--splitter {self.kind!r} is not one of {', '.join(SPLITTERS)}")
+        if self.chunk_size < 1:
+            raise RagError(f"--chunk-size must be at least 1 token, got {self.chunk_size}")
+        if self.kind == "semantic":
+            if self.overlap:
+                raise RagError(
+                    f"--overlap {self.overlap} applies to --splitter token only: the semantic "
+                    "splitter cuts between sections and sentences, without overlap"
+                )
+            return SplitterSettings("semantic", self.chunk_size, 0)
+        overlap = self.chunk_size // 5 if self.overlap is None else self.overlap
+        if not 0 <= overlap < self.chunk_size:
+            raise RagError(
+                f"--overlap {overlap} must be at least 0 and smaller than --chunk-size "
+                f"{self.chunk_size}"
+            )
+        return SplitterSettings("token", self.chunk_size, overlap)
+
+
+@dataclass(slots=True)
+class IndexReport:
+    """What one run of :func:`build_index` did."""
+
+    path: Path
+    files: int
+    embedded: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    chunks: int = 0
+    new_chunks: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        unchanged = self.files - len(self.embedded)
+        return (
+            f"indexed {self.files} file(s) into {self.path}: {len(self.embedded)} embedded "
+            f"({self.new_chunks} chunks), {unchanged} unchanged, {len(self.removed)} removed; "
+            f"{self.chunks} chunks in all"
+        )
+
+
+def build_index(
+    folder: str | Path,
+    index_path: str | Path,
+    embeddings: str | None = None,
+    splitter: SplitterSettings | None = None,
+    progress: bool | None = None,
+) -> IndexReport:
+    """Chunk, embed and store every text file under ``folder`` in the index at ``index_path``.
+
+    Re-running on the same index re-embeds only files whose content changed (by SHA-256), drops
+    files that are gone, and keeps the rest as they are. Changing the splitter settings re-chunks
+    every file.
+
+    Args:
+        folder: The documents: every UTF-8 text file under it, recursively, hidden ones left out.
+        index_path: The index folder; created when missing.
+        embeddings: ``--embeddings NAME``; None means all-MiniLM-L6-v2, or the index's own
+            embeddings when the index exists.
+        splitter: How to cut documents; defaults to 200-token windows with 40 tokens of overlap.
+        progress: Show a progress bar while embedding; None shows it on a terminal only.
+
+    Raises:
+        RagError: The folder is empty or holds no text, the index was built with other
+            embeddings (:class:`EmbeddingsMismatchError`), ``index_path`` is not an index
+            folder, or the settings do not fit the embedding model.
+    """
+    index_path = Path(index_path)
+    settings = (splitter or SplitterSettings()).resolved()
+    manifest = read_manifest(index_path)
+    if manifest is None and index_path.is_dir() and any(index_path.iterdir()):
+        raise RagError(
+            f"{index_path} is not empty and holds no longcontext index: give a new or empty "
+            "folder for --index"
+        )
+    old = VectorStore.load(index_path) if manifest is not None else None
+    if old is not None and embeddings is not None:
+        old.check_embeddings(canonical_name(embeddings), index_path)  # before loading a model
+
+    corpus = read_corpus(folder, exclude=index_path)
+    if not corpus.files:
+        if not corpus.binary and not corpus.unreadable:
+            raise RagError(
+                f"{folder} is empty: there is nothing to index; give a folder of text files"
+            )
+        raise RagError(f"{folder} holds no readable text files: " + "; ".join(corpus.warnings()))
+
+    embedder = load_embedder(embeddings or (old.embeddings.name if old else None))
+    if old is not None:
+        old.check_embeddings(embedder.fingerprint, index_path)
+    if settings.chunk_size > embedder.max_tokens:
+        raise RagError(
+            f"--chunk-size {settings.chunk_size} is more than {embedder.fingerprint.name} reads "
+            f"({embedder.max_tokens} tokens; it would ignore the rest of each chunk): use "
+            f"--chunk-size {embedder.max_tokens} or less"
+        )
+
+    reusable = _reusable(old, settings)
+    changed = [f for f in corpus.files if reusable.get(f.path, (None,))[0] != f.sha256]
+    new_chunks = _split(changed, settings, embedder)
+    texts = [c.text for chunks in new_chunks.values() for c in chunks]
+    new_vectors = embedder.embed(texts, progress=progress, description="embedding chunks")
+
+    # Assemble in corpus order: reused chunks keep their vectors, new ones take theirs in turn.
+    chunks: list[IndexedChunk] = []
+    parts = []
+    row = 0
+    for source in corpus.files:
+        if source.path in new_chunks:
+            count = len(new_chunks[source.path])
+            chunks.extend(new_chunks[source.path])
+            parts.append(new_vectors[row : row + count])
+            row += count
+        else:
+            _, kept, vectors = reusable[source.path]
+            chunks.extend(kept)
+            parts.append(vectors)
+    store = VectorStore(
+        corpus=str(Path(folder).resolve()),
+        embeddings=embedder.fingerprint,
+        splitter=asdict(settings),
+        files={f.path: f.sha256 for f in corpus.files},
+        chunks=chunks,
+        vectors=stack(parts, embedder.fingerprint.dimension),
+    )
+    store.save(index_path)
+    present = {f.path for f in corpus.files}
+    return IndexReport(
+        path=index_path,
+        files=len(corpus.files),
+        embedded=[f.path for f in changed],
+        removed=sorted(set(old.files) - present) if old else [],
+        chunks=len(chunks),
+        new_chunks=len(texts),
+        warnings=corpus.warnings(),
+    )
+
+
+Reusable = dict[str, tuple[str, list[IndexedChunk], np.ndarray]]
+
+
+def _reusable(old: VectorStore | None, settings: SplitterSettings) -> Reusable:
+    """Each indexed file's hash, chunks and vectors, when they were cut the way we cut now."""
+    if old is None or old.splitter != asdict(settings):
+        return {}
+    by_file: dict[str, list[int]] = {}
+    for row, chunk in enumerate(old.chunks):
+        by_file.setdefault(chunk.source, []).append(row)
+    return {
+        path: (
+            sha,
+            [old.chunks[r] for r in by_file.get(path, [])],
+            old.vectors[by_file.get(path, [])],
+        )
+        for path, sha in old.files.items()
+    }
+
+
+def _split(
+    files: list[SourceFile], settings: SplitterSettings, embedder: Embedder
+) -> dict[str, list[IndexedChunk]]:
+    """Chunks of each file, sized in the embedding model's tokens."""
+    from longcontext.splitters import SemanticSplitter, TokenSplitter
+
+    splitter: TokenSplitter | SemanticSplitter
+    if settings.kind == "semantic":
+        splitter = SemanticSplitter(embedder.tokenizer, settings.chunk_size, embeddings=embedder)
+    else:
+        splitter = TokenSplitter(embedder.tokenizer, settings.chunk_size, settings.overlap or 0)
+    split = splitter.split_many([f.text for f in files])
+    return {
+        source.path: [
+            IndexedChunk(source.path, c.start, c.end, c.token_count, c.text)
+            for c in chunks
+            if c.text.strip()  # whitespace alone matches nothing; its neighbours keep the text
+        ]
+        for source, chunks in zip(files, split)
+    }
+
+
+def fingerprint_of(index_path: str | Path) -> EmbeddingsFingerprint | None:
+    """The embeddings an index was built with, or None when there is no index there."""
+    manifest = read_manifest(Path(index_path))
+    return None if manifest is None else EmbeddingsFingerprint(**manifest["embeddings"])
