@@ -208,9 +208,12 @@ def pack(
     1. Passages with the same source id whose character spans overlap or touch are merged into
        one passage whose text is the exact source span (the shared text appears once). Its score
        is its best member's. Passages without a source id or offsets are never merged.
-    2. Passages are taken from most to least relevant, each kept if it still fits the budget
-       (its template-rendered tokens plus a separator). Without scores, input order is the rank;
-       a None or NaN score ranks lowest, with one warning.
+    2. Passages are taken from most to least relevant, each kept if its cost still fits the
+       budget; a less relevant passage may fill room a larger one left. A passage costs the
+       tokens of its template-rendered text plus, after the first, one separator's tokens.
+       (The joined text is then checked: tokens merging across a join can only save room, and
+       in the rare opposite case the least relevant passage is dropped.) Without scores, input
+       order is the rank; a None or NaN score ranks lowest, with one warning.
     3. The kept passages are laid out by ``strategy`` (see :func:`reorder`).
 
     The most relevant passage is always sent: if it alone exceeds the budget, it is cut at a
