@@ -149,7 +149,7 @@ def _load_hub_config(model_id: str) -> dict[str, Any]:
     try:
         config = AutoConfig.from_pretrained(model_id)
     except OSError as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
         hint = (
             " HF_HUB_OFFLINE=1 is set, so only models already in the Hugging Face cache load;"
             " download it first or pass a local directory."
