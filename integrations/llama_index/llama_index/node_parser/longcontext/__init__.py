@@ -1,1 +1,5 @@
-"""See llama_index.node_parser.longcontext."""
+"""longcontext's exact-offset node parsers for LlamaIndex."""
+
+from llama_index.node_parser.longcontext.base import SemanticSplitter, TokenSplitter
+
+__all__ = ["SemanticSplitter", "TokenSplitter"]

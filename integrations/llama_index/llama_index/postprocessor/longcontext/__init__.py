@@ -1,1 +1,5 @@
-"""See llama_index.postprocessor.longcontext."""
+"""longcontext's lost-in-the-middle reorderer for LlamaIndex."""
+
+from llama_index.postprocessor.longcontext.base import LostInTheMiddleReorder
+
+__all__ = ["LostInTheMiddleReorder"]
