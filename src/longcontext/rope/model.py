@@ -31,6 +31,15 @@ SUPPORTED_METHODS: Mapping[str, tuple[str, ...]] = {
     "phi3": _GENERIC,
 }
 
+# Fields that belong to one method only; giving one to another method is a mistake worth naming.
+METHOD_FIELDS: Mapping[str, frozenset[str]] = {
+    "linear": frozenset(),
+    "dynamic": frozenset(),
+    "yarn": frozenset({"beta_fast", "beta_slow", "attention_factor", "mscale", "mscale_all_dim"}),
+    "longrope": frozenset({"short_factor", "long_factor", "attention_factor"}),
+    "llama3": frozenset({"low_freq_factor", "high_freq_factor"}),
+}
+
 # Legacy rope type names that vLLM and transformers still map to today's names.
 _LEGACY_TYPES = {"su": "longrope", "mrope": "default"}
 

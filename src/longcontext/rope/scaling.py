@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from longcontext.rope import freqs
-from longcontext.rope.model import SUPPORTED_METHODS, ModelRope, ModelSource, read_model_rope
+from longcontext.rope import emit, extend, freqs
+from longcontext.rope.model import METHOD_FIELDS, ModelSource, read_model_rope
 
 if TYPE_CHECKING:
     import torch
 
-# Fields that belong to one method only; giving one to another method is a mistake worth naming.
-_METHOD_FIELDS: Mapping[str, frozenset[str]] = {
-    "linear": frozenset(),
-    "dynamic": frozenset(),
-    "yarn": frozenset({"beta_fast", "beta_slow", "attention_factor", "mscale", "mscale_all_dim"}),
-    "longrope": frozenset({"short_factor", "long_factor", "attention_factor"}),
-    "llama3": frozenset({"low_freq_factor", "high_freq_factor"}),
-}
-_OPTIONAL_FIELDS = frozenset().union(*_METHOD_FIELDS.values())
 # vLLM's linear and YaRN rotary tables have ``original * factor`` rows, so for these two the
 # factor itself must cover the target (llama3, LongRoPE and dynamic tables follow the target).
 _FACTOR_BOUNDS_WINDOW = frozenset({"linear", "yarn"})
+_OPTIONAL_FIELDS = frozenset().union(*METHOD_FIELDS.values())
 
 
 @dataclass(frozen=True)
@@ -93,13 +85,13 @@ class RopeScaling:
             raise ValueError(f"rope_theta must be a positive number, got {self.rope_theta!r}")
         misplaced = sorted(
             name
-            for name in _OPTIONAL_FIELDS - _METHOD_FIELDS[self.method]
+            for name in _OPTIONAL_FIELDS - METHOD_FIELDS[self.method]
             if getattr(self, name) is not None
         )
         if misplaced:
             raise ValueError(
                 f"{misplaced} do not apply to method {self.method!r}; it takes "
-                f"{sorted(_METHOD_FIELDS[self.method]) or 'no extra fields'}"
+                f"{sorted(METHOD_FIELDS[self.method]) or 'no extra fields'}"
             )
         set_ = self._set
         set_("factor", float(self.factor))
@@ -217,43 +209,15 @@ class RopeScaling:
             raise ValueError(
                 f"unknown RoPE scaling method {method!r}; choose one of {list(cls.METHODS)}"
             )
-        bad = sorted(set(overrides) - _METHOD_FIELDS[method])
+        bad = sorted(set(overrides) - METHOD_FIELDS[method])
         if bad:
             raise ValueError(
                 f"overrides {bad} do not apply to method {method!r}; it takes "
-                f"{sorted(_METHOD_FIELDS[method]) or 'no overrides'} (the factor follows "
+                f"{sorted(METHOD_FIELDS[method]) or 'no overrides'} (the factor follows "
                 "from target_context; build RopeScaling(...) directly to choose it yourself)"
             )
-        info = read_model_rope(model)
-        _check_supported(info, method)
-        if not isinstance(target_context, int) or isinstance(target_context, bool):
-            raise ValueError(f"target_context must be an int, got {target_context!r}")
-        if target_context <= info.window:
-            raise ValueError(
-                f"no RoPE scaling is needed: the model's window is {info.window} tokens and "
-                f"target_context={target_context} fits in it; use the model unscaled "
-                "(RopeScaling.needs_scaling tells you beforehand)"
-            )
-        if info.is_scaled and info.method != method:
-            raise ValueError(
-                f"the model is already RoPE-scaled with {info.method!r} (window {info.window}); "
-                f"extend it with method={info.method!r}: switching to {method!r} would discard "
-                "the scaling it was tuned with"
-            )
-        fields_ = _method_fields(info, method, target_context, overrides)
-        if info.is_scaled and method == "llama3":
-            factor = info.factor * target_context / info.window
-        else:
-            factor = target_context / info.original_window
-        return cls(
-            method=method,
-            factor=factor,
-            original_max_position_embeddings=info.original_window,
-            rope_theta=info.rope_theta,
-            target_context=target_context,
-            partial_rotary_factor=info.partial_rotary_factor,
-            **fields_,
-        )
+        fields_ = extend.plan(read_model_rope(model), target_context, method, overrides)
+        return cls(method=method, **fields_)
 
     @staticmethod
     def needs_scaling(model: ModelSource, target_context: int) -> bool:
@@ -306,23 +270,6 @@ class RopeScaling:
 
     # ------------------------------------------------------------------------------ emitters
 
-    def _rope_parameters(self) -> dict[str, Any]:
-        """The keys both backends share: type, theta (kept), factor and the method's fields."""
-        params: dict[str, Any] = {
-            "rope_type": self.method,
-            "rope_theta": self.rope_theta,
-            "factor": self.factor,
-        }
-        if self.method in ("yarn", "longrope", "llama3"):
-            params["original_max_position_embeddings"] = self.original_max_position_embeddings
-        for name in sorted(_METHOD_FIELDS[self.method]):
-            value = getattr(self, name)
-            if value is not None:
-                params[name] = list(value) if isinstance(value, tuple) else value
-        if self.partial_rotary_factor is not None:
-            params["partial_rotary_factor"] = self.partial_rotary_factor
-        return params
-
     def hf_rope_parameters(self, config: Any = None) -> dict[str, Any]:
         """``rope_parameters`` for transformers 5 (``rope_theta`` kept, ``rope_type`` set).
 
@@ -333,7 +280,7 @@ class RopeScaling:
         """
         if config is not None:
             self._check_matches(config)
-        return self._rope_parameters()
+        return emit.rope_parameters(self)
 
     def hf_config_overrides(self) -> dict[str, Any]:
         """Config attributes to set for transformers: ``rope_parameters`` and the window.
@@ -343,18 +290,7 @@ class RopeScaling:
         target (transformers' YaRN and llama3 expect ``max_position_embeddings`` scaled, and the
         model then reports its real window).
         """
-        overrides: dict[str, Any] = {
-            "rope_parameters": self._rope_parameters(),
-            "max_position_embeddings": (
-                self.original_max_position_embeddings
-                if self.method == "dynamic"
-                else self.target_context
-            ),
-        }
-        if self.method == "longrope":
-            # Phi-3 stores this at the top level too, and transformers prefers that copy.
-            overrides["original_max_position_embeddings"] = self.original_max_position_embeddings
-        return overrides
+        return emit.hf_config_overrides(self)
 
     def apply_to_hf_config(self, config: Any) -> Any:
         """A copy of a transformers ``PretrainedConfig`` with this scaling applied and validated.
@@ -386,19 +322,7 @@ class RopeScaling:
           rows, so it gets ``max_position_embeddings`` = target and ``max_trained_positions`` =
           original: the frequencies transformers' dynamic NTK uses at the target length.
         """
-        params = self._rope_parameters()
-        overrides: dict[str, Any] = {"rope_parameters": params}
-        if self.method == "linear":
-            overrides["max_position_embeddings"] = self.original_max_position_embeddings
-        else:
-            overrides["max_position_embeddings"] = self.target_context
-        if self.method == "dynamic":
-            params["max_trained_positions"] = self.original_max_position_embeddings
-        if self.method == "longrope":
-            overrides["original_max_position_embeddings"] = self.original_max_position_embeddings
-            if self.attention_factor is not None:  # vLLM names LongRoPE's magnitude this way
-                params["short_mscale"] = params["long_mscale"] = self.attention_factor
-        return {"hf_overrides": overrides, "max_model_len": self.target_context}
+        return emit.vllm_kwargs(self)
 
     def _check_matches(self, config: Any) -> None:
         info = read_model_rope(config)
@@ -425,60 +349,3 @@ def _floats(name: str, values: Sequence[float]) -> tuple[float, ...]:
     if isinstance(values, (str, bytes)) or not all(_is_number(v) and v > 0 for v in values):
         raise ValueError(f"{name} must be a sequence of positive numbers, got {values!r}")
     return tuple(float(v) for v in values)
-
-
-def _check_supported(info: ModelRope, method: str) -> None:
-    supported = SUPPORTED_METHODS.get(info.model_type)
-    if supported is None:
-        raise ValueError(
-            f"RoPE scaling is not supported for model_type {info.model_type!r}; supported "
-            f"architectures: {sorted(SUPPORTED_METHODS)} (their transformers and vLLM rotary "
-            "embeddings are built from rope_parameters alone)"
-        )
-    if method not in supported:
-        raise ValueError(
-            f"method {method!r} is not supported for model_type {info.model_type!r}; "
-            f"use one of {list(supported)}"
-        )
-
-
-def _method_fields(
-    info: ModelRope, method: str, target: int, overrides: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Per-method fields: the overrides, else what the model already has, else defaults."""
-    kept = {k: v for k, v in info.parameters.items() if k in _METHOD_FIELDS[method]}
-    if method == "yarn":
-        kept.pop("attention_factor", None)  # tuned for the old factor; re-derive it
-    values = {**kept, **overrides}
-    if method == "llama3":
-        values.setdefault("low_freq_factor", 1.0)
-        values.setdefault("high_freq_factor", 4.0)
-    if method == "longrope":
-        half = freqs.rotary_dim(info.head_dim, info.partial_rotary_factor) // 2
-        if info.is_scaled and "long_factor" not in overrides:
-            raise ValueError(
-                "the model's LongRoPE long_factor was searched for its current window "
-                f"({info.window}); extending it to {target} needs factors searched for the new "
-                f"length: pass long_factor=[...] ({half} values)"
-            )
-        values.setdefault("short_factor", [1.0] * half)
-        if "long_factor" not in values:
-            values["long_factor"] = _yarn_ramp_factors(info, target)
-        for name in ("short_factor", "long_factor"):
-            if len(values[name]) != half:
-                raise ValueError(
-                    f"{name} needs {half} values (one per rotary frequency of head_dim "
-                    f"{info.head_dim}), got {len(values[name])}"
-                )
-    valid = {f.name for f in fields(RopeScaling)}
-    return {k: v for k, v in values.items() if k in valid}
-
-
-def _yarn_ramp_factors(info: ModelRope, target: int) -> list[float]:
-    """A LongRoPE starting point without a search: YaRN's per-frequency interpolation ratios
-    (1 for fast dimensions, the full factor for slow ones), as LongRoPE's search is seeded."""
-    dim = freqs.rotary_dim(info.head_dim, info.partial_rotary_factor)
-    factor = target / info.original_window
-    base = freqs.default_inv_freq(dim, info.rope_theta)
-    yarn = freqs.yarn_inv_freq(dim, info.rope_theta, factor, info.original_window, 32.0, 1.0)
-    return [float(r) for r in (base / yarn).tolist()]
