@@ -91,17 +91,21 @@ class VectorStore:
                 "for other embeddings"
             )
 
+    def check_not_empty(self) -> None:
+        """Raise :class:`EmptyIndexError` when there is nothing to retrieve."""
+        if not self.chunks:
+            raise EmptyIndexError(
+                f"the index of {self.corpus} holds no chunks (its files hold no text): add text "
+                "files and run `longcontext index` again"
+            )
+
     def search(self, query: Matrix, top_k: int) -> list[Hit]:
         """The ``top_k`` chunks closest to ``query`` (one unit vector), best first.
 
         Raises:
             EmptyIndexError: The index holds no chunks.
         """
-        if not self.chunks:
-            raise EmptyIndexError(
-                f"the index of {self.corpus} holds no chunks (its files hold no text): add text "
-                "files and run `longcontext index` again"
-            )
+        self.check_not_empty()
         import faiss
 
         index = faiss.IndexFlatIP(self.embeddings.dimension)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -48,51 +49,61 @@ class Splitter(ABC):
         return self.split(text)
 
 
-def is_whitespace_edge(text: str, position: int) -> bool:
-    """Whether a cut at ``position`` touches whitespace (or an end of the text)."""
-    return (
-        position <= 0
-        or position >= len(text)
-        or text[position].isspace()
-        or text[position - 1].isspace()
-    )
+# A space between a non-space and a letter starts a new pre-tokenizer piece in tiktoken's
+# cl100k/o200k patterns (" word"), whatever precedes it, and no piece spans it.
+_SAFE_CUT = re.compile(r"(?<=\S) (?=[^\W\d_])")
 
 
 class SliceCounter:
-    """Exact token counts of slices of one text, re-encoding only when it matters.
+    """Exact token counts of slices of one text, re-encoding only their edges.
 
-    With tiktoken, a slice cut where the first encoding put token boundaries (on character
-    boundaries) re-encodes to the very tokens it was cut from: BPE never merges across a token
-    boundary, so a token-aligned prefix or suffix of a pre-tokenizer piece re-encodes to the same
-    tokens, and the pieces between restart at the cut. Such slices are counted from the first
-    encoding (the property tests re-encode every chunk to hold us to this); any other slice, and
-    any slice for other tokenizers, whose normalizers may not be local, is re-encoded.
+    With tiktoken, a slice's pieces between its first and last "safe" position (a space that
+    starts a word) are exactly the pieces the whole-text encoding had there, and BPE never
+    merges across pieces, so those tokens are counted from the first encoding and only the two
+    edges are re-encoded. Other tokenizers, whose normalizers may not be local, re-encode the
+    whole slice.
     """
 
     def __init__(self, tokenizer: Tokenizer, text: str, spans: TokenSpans) -> None:
         self.tokenizer = tokenizer
         self.text = text
         self.spans = spans
-        self.trusts_slices = isinstance(tokenizer, TiktokenTokenizer)
+        self.local = isinstance(tokenizer, TiktokenTokenizer)
 
-    def count(self, start: int, end: int, token_start: int, token_end: int) -> int:
-        """Tokens in ``text[start:end]``, the first encoding's tokens [token_start, token_end)."""
+    def count(self, start: int, end: int, low: int = 0, high: int | None = None) -> int:
+        """Tokens in ``text[start:end]`` re-encoded on its own.
+
+        ``low`` and ``high`` bound the indices of the first encoding's tokens inside the slice.
+        """
+        text = self.text
+        if self.local:
+            first = _SAFE_CUT.search(text, start + 1, end)
+            last = _last_safe_cut(text, start + 1, end)
+            if first is not None and last is not None and first.start() <= last:
+                spans = self.spans
+                inner = spans.index_of(last, low, high) - spans.index_of(first.start(), low, high)
+                encode = self.tokenizer.count
+                return encode(text[start : first.start()]) + inner + encode(text[last:end])
+        return self.tokenizer.count(text[start:end])
+
+
+def _last_safe_cut(text: str, low: int, end: int) -> int | None:
+    """The last safe cut in [low, end), scanning back a little before a regex search."""
+    for position in range(end - 1, max(low, end - 64) - 1, -1):
         if (
-            self.trusts_slices
-            and self._is_token_edge(start, token_start)
-            and self._is_token_edge(end, token_end)
+            text[position] == " "
+            and position + 1 < end
+            and position > 0
+            and not text[position - 1].isspace()
+            and _SAFE_CUT.match(text, position, position + 2) is not None
         ):
-            return token_end - token_start
-        return self.tokenizer.count(self.text[start:end])
-
-    def _is_token_edge(self, position: int, token: int) -> bool:
-        """Whether ``position`` is where token ``token`` starts (or an end of the text)."""
-        n = len(self.spans)
-        if token >= n:
-            return position == len(self.text)
-        if token == 0 and position == 0:
-            return True
-        return self.spans.is_char_boundary(token) and int(self.spans.starts[token]) == position
+            return position
+    if end - 64 <= low:
+        return None
+    found = None
+    for match in _SAFE_CUT.finditer(text, low, end - 1):
+        found = match.start()
+    return found
 
 
 def resolve(tokenizer: TokenizerLike) -> Tokenizer:

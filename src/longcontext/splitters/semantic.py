@@ -124,7 +124,7 @@ class SemanticSplitter(Splitter):
 
     def _token_windows(self, measure: _Measure, start: int, end: int) -> list[Span]:
         return [
-            (start + c.start, start + c.end) for c in self._fallback.split(measure.text[start:end])
+            (start + a, start + b) for a, b, _ in self._fallback.bounds(measure.text[start:end])
         ]
 
     def _semantic_ranges(self, measure: _Measure) -> list[Span]:
@@ -159,8 +159,8 @@ class SemanticSplitter(Splitter):
             if count <= self.max_tokens:
                 bounds.append((start, end, count))
                 continue
-            for chunk in self._fallback.split(measure.text[start:end]):
-                bounds.append((start + chunk.start, start + chunk.end, chunk.token_count))
+            for a, b, tokens in self._fallback.bounds(measure.text[start:end]):
+                bounds.append((start + a, start + b, tokens))
         return bounds
 
 
@@ -203,7 +203,7 @@ class _Measure:
             if key not in self._memo:
                 self._memo[key] = self.tokenizer.count(self.text[start:end])
             return self._memo[key]
-        return self.counter.count(start, end, self.token_index(start), self.token_index(end))
+        return self.counter.count(start, end)
 
 
 def _pack(units: list[Span], estimate: Callable[[int, int], int], budget: int) -> list[Span]:

@@ -72,20 +72,22 @@ class TokenSplitter(Splitter):
         text = check_text(text)
         if not text.strip():
             return []
+        return make_chunks(text, self.bounds(text))
+
+    def bounds(self, text: str) -> list[tuple[int, int, int]]:
+        """(start, end, token_count) of each chunk of a non-empty ``text``, whitespace or not."""
         spans = self.tokenizer.spans(text)
         if spans is None:
-            bounds = split_by_counting(
+            return split_by_counting(
                 text, self.tokenizer.count, self.chunk_size, self.chunk_overlap
             )
-            return make_chunks(text, bounds)
-        return make_chunks(text, self.windows(text, spans))
+        return self.windows(text, spans)
 
     def windows(self, text: str, spans: TokenSpans) -> list[tuple[int, int, int]]:
         """(start, end, token_count) of each window over one encoding of ``text``."""
         n = len(spans)
         counter = SliceCounter(self.tokenizer, text, spans)
         is_cut_ok = self._cut_rule(text, spans)
-        starts = spans.starts
         bounds: list[tuple[int, int, int]] = []
         i = 0
         start = 0
@@ -93,14 +95,14 @@ class TokenSplitter(Splitter):
             j = min(i + self.chunk_size, n)
             if j < n:
                 j = _last_cut(i, j, spans, is_cut_ok, self._reach())
-            end = len(text) if j >= n else int(starts[j])
+            end = len(text) if j >= n else spans.start(j)
             count = counter.count(start, end, i, j)
             while count > self.chunk_size:  # the slice re-encodes longer: step back a token
                 shorter = _last_cut(i, j - 1, spans, is_cut_ok, 0)
                 if shorter >= j:
                     raise _indivisible(text, start, self.chunk_size)
                 j = shorter
-                end = int(starts[j])
+                end = spans.start(j)
                 count = counter.count(start, end, i, j)
             bounds.append((start, end, count))
             if j >= n:
@@ -109,7 +111,7 @@ class TokenSplitter(Splitter):
             while next_i > i and not spans.is_char_boundary(next_i):
                 next_i -= 1
             i = next_i if next_i > i else j
-            start = min(int(starts[i]), end)
+            start = min(spans.start(i), end)
 
     def _reach(self) -> int:
         return int(self.chunk_size * _ALIGN_REACH[self.align])
@@ -121,7 +123,7 @@ class TokenSplitter(Splitter):
         if self.align == "word":
 
             def is_word_cut(k: int) -> bool:
-                position = int(spans.starts[k])
+                position = spans.start(k)
                 return spans.is_char_boundary(k) and (
                     text[position].isspace() or (position > 0 and text[position - 1].isspace())
                 )
@@ -130,7 +132,7 @@ class TokenSplitter(Splitter):
         sentence_ends = set(boundaries.sentence_ends(text))
 
         def is_sentence_cut(k: int) -> bool:
-            return spans.is_char_boundary(k) and int(spans.starts[k]) in sentence_ends
+            return spans.is_char_boundary(k) and spans.start(k) in sentence_ends
 
         return is_sentence_cut
 

@@ -1,0 +1,1 @@
+"""Inference engines behind ``LongContextLLM``; each module imports its library lazily."""

@@ -1,0 +1,325 @@
+"""The transformers backend: ``generate`` on CPU or GPU, streamed by ``TextIteratorStreamer``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from longcontext.llm.backends.base import Generation, SamplingOptions
+from longcontext.llm.stops import StopScanner, cut_at_stop
+
+if TYPE_CHECKING:
+    import torch
+
+    from longcontext.rope import RopeScaling
+
+logger = logging.getLogger(__name__)
+
+ATTENTION_ORDER = ("flash_attention_2", "sdpa", "eager")
+
+
+def pick_device(device: str | None) -> str:
+    """``device`` as given, else ``"cuda"`` when a CUDA device exists, else ``"cpu"``."""
+    import torch
+
+    if device:
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(dtype: str, device: str) -> torch.dtype:
+    """Resolve ``"auto"``: bfloat16 on GPUs that have it, else float16; float32 on CPU."""
+    import torch
+
+    if dtype != "auto":
+        resolved = getattr(torch, dtype, None)
+        if not isinstance(resolved, torch.dtype):
+            raise ValueError(
+                f"dtype={dtype!r} is not a torch dtype; use 'auto', 'bfloat16', 'float16' or "
+                "'float32'"
+            )
+        return resolved
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def attention_candidates(device: str, dtype: torch.dtype) -> list[str]:
+    """Attention implementations to try, best first.
+
+    FlashAttention 2 needs the ``flash_attn`` package, an Ampere or newer GPU and a 16-bit dtype;
+    ``sdpa`` is PyTorch's fused attention; ``eager`` always works.
+    """
+    import torch
+
+    candidates = ["sdpa", "eager"]
+    if (
+        device.startswith("cuda")
+        and importlib.util.find_spec("flash_attn") is not None
+        and dtype in (torch.float16, torch.bfloat16)
+        and torch.cuda.get_device_capability(torch.device(device))[0] >= 8
+    ):
+        candidates.insert(0, "flash_attention_2")
+    return candidates
+
+
+class _Cancelled:
+    """A stopping criterion that ends ``generate`` when a stream's reader goes away."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.full(
+            (input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device
+        )
+
+
+class TransformersBackend:
+    """Runs a causal LM with ``transformers``: batched with left padding, streamed from a thread.
+
+    Args:
+        model: local directory or hub id of the model.
+        tokenizer: the model's tokenizer (already loaded by the engine).
+        rope: RoPE scaling to write into the config (``rope_theta`` kept), or ``None``.
+        dtype: ``"auto"`` or a torch dtype name.
+        trust_remote_code: passed to ``from_pretrained`` as given.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default: CUDA when there is one.
+        attn_implementation: force one attention implementation instead of the best that loads.
+        **model_kwargs: passed to ``AutoModelForCausalLM.from_pretrained``.
+    """
+
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: str,
+        tokenizer: Any,
+        *,
+        rope: RopeScaling | None = None,
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+        device: str | None = None,
+        attn_implementation: str | None = None,
+        **model_kwargs: Any,
+    ) -> None:
+        from transformers import AutoConfig
+
+        self.tokenizer = tokenizer
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+        if rope is not None:  # rope_parameters with rope_theta kept, and the scaled window
+            config = rope.apply_to_hf_config(config)
+        candidates = (
+            [attn_implementation]
+            if attn_implementation
+            else attention_candidates(self.device, self.dtype)
+        )
+        self.model, self.attn_implementation = self._load(
+            model, config, candidates, trust_remote_code, model_kwargs
+        )
+        self.pad_token_id = _pad_token_id(tokenizer, self.model)
+
+    def _load(
+        self,
+        model: str,
+        config: Any,
+        candidates: Sequence[str],
+        trust_remote_code: bool,
+        model_kwargs: dict[str, Any],
+    ) -> tuple[Any, str]:
+        from transformers import AutoModelForCausalLM
+
+        errors: list[str] = []
+        for implementation in candidates:
+            try:
+                loaded = AutoModelForCausalLM.from_pretrained(
+                    model,
+                    config=config,
+                    dtype=self.dtype,
+                    attn_implementation=implementation,
+                    trust_remote_code=trust_remote_code,
+                    **model_kwargs,
+                )
+            except (ImportError, ValueError, RuntimeError) as error:
+                logger.warning(
+                    "attention %r did not load (%s); trying the next one", implementation, error
+                )
+                errors.append(f"{implementation}: {error}")
+                continue
+            logger.info(
+                "transformers backend: %s on %s, %s", implementation, self.device, self.dtype
+            )
+            return loaded.to(self.device).eval(), implementation
+        raise RuntimeError(f"could not load {model!r} with any attention implementation: {errors}")
+
+    def _generate_kwargs(self, options: SamplingOptions) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": options.max_tokens,
+            "pad_token_id": self.pad_token_id,
+        }
+        if options.temperature > 0:
+            kwargs.update(do_sample=True, temperature=options.temperature, top_p=options.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if options.stop:
+            kwargs.update(stop_strings=list(options.stop), tokenizer=self.tokenizer)
+        return kwargs
+
+    def _batch(self, prompts: Sequence[list[int]]) -> dict[str, torch.Tensor]:
+        """Left-pad so every prompt ends where generation starts."""
+        import torch
+
+        width = max(len(p) for p in prompts)
+        ids = [[self.pad_token_id] * (width - len(p)) + p for p in prompts]
+        mask = [[0] * (width - len(p)) + [1] * len(p) for p in prompts]
+        return {
+            "input_ids": torch.tensor(ids, device=self.device),
+            "attention_mask": torch.tensor(mask, device=self.device),
+        }
+
+    def _seeded(self, seed: int | None) -> contextlib.AbstractContextManager[Any]:
+        import torch
+
+        if seed is None:
+            return contextlib.nullcontext()
+        devices = [torch.device(self.device)] if self.device.startswith("cuda") else []
+        fork = torch.random.fork_rng(devices=devices)
+
+        @contextlib.contextmanager
+        def seeded() -> Iterator[None]:
+            with fork:
+                torch.manual_seed(seed)
+                yield
+
+        return seeded()
+
+    def generate(self, prompts: Sequence[list[int]], options: SamplingOptions) -> list[Generation]:
+        """Complete all prompts in one left-padded batch."""
+        import torch
+
+        if not prompts:
+            return []
+        batch = self._batch(prompts)
+        with torch.inference_mode(), self._seeded(options.seed):
+            output = self.model.generate(**batch, **self._generate_kwargs(options))
+        width = batch["input_ids"].shape[1]
+        rows = [row[width:].tolist() for row in output]
+        if len(rows) > 1 and self.pad_token_id not in _eos_ids(self.model):
+            # Rows that finished early are padded up to the longest one.
+            rows = [_strip_padding(row, self.pad_token_id) for row in rows]
+        return [self._finish(p, row, options) for p, row in zip(prompts, rows, strict=True)]
+
+    def _finish(
+        self, prompt: list[int], new_ids: list[int], options: SamplingOptions
+    ) -> Generation:
+        eos = _eos_ids(self.model)
+        # Padding after a finished row is not part of its completion.
+        for i, token in enumerate(new_ids):
+            if token in eos:
+                new_ids, ended = new_ids[: i + 1], True
+                break
+        else:
+            ended = False
+        text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+        text, hit_stop = cut_at_stop(text, options.stop)
+        if hit_stop or ended:
+            reason = "stop"
+        else:
+            reason = "length" if len(new_ids) >= options.max_tokens else "stop"
+        return Generation(text, len(prompt), len(new_ids), reason)
+
+    def stream(self, prompt: list[int], options: SamplingOptions) -> Iterator[str]:
+        """Generate in a thread and yield text as ``TextIteratorStreamer`` decodes it."""
+        import torch
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        cancelled = _Cancelled()
+        kwargs = self._generate_kwargs(options)
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode(), self._seeded(options.seed):
+                    self.model.generate(
+                        **self._batch([prompt]),
+                        **kwargs,
+                        streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([cancelled]),
+                    )
+            except BaseException as error:  # re-raised in the reader's thread below
+                errors.append(error)
+                streamer.end()
+
+        thread = threading.Thread(target=run, name="longcontext-generate", daemon=True)
+        thread.start()
+        scanner = StopScanner(options.stop)
+        try:
+            for delta in streamer:
+                if text := scanner.feed(delta):
+                    yield text
+                if scanner.stopped:
+                    break
+            if tail := scanner.flush():
+                yield tail
+        finally:
+            cancelled.event.set()
+            for _ in streamer:  # drain so the generating thread never blocks on a full queue
+                pass
+            thread.join()
+        if errors:
+            raise errors[0]
+
+    async def agenerate(
+        self, prompts: Sequence[list[int]], options: SamplingOptions
+    ) -> list[Generation]:
+        """``generate`` in a worker thread, so the event loop keeps running."""
+        return await asyncio.to_thread(self.generate, prompts, options)
+
+    async def astream(self, prompt: list[int], options: SamplingOptions) -> AsyncIterator[str]:
+        """``stream`` with each delta fetched in a worker thread."""
+        iterator = self.stream(prompt, options)
+        done = object()
+        try:
+            while (delta := await asyncio.to_thread(next, iterator, done)) is not done:
+                yield str(delta)
+        finally:
+            await asyncio.to_thread(iterator.close)
+
+    def close(self) -> None:
+        """Drop the model so its memory can be freed."""
+        self.model = None
+
+
+def _strip_padding(ids: list[int], pad: int) -> list[int]:
+    end = len(ids)
+    while end and ids[end - 1] == pad:
+        end -= 1
+    return ids[:end]
+
+
+def _eos_ids(model: Any) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    if eos is None:
+        return set()
+    return {eos} if isinstance(eos, int) else set(eos)
+
+
+def _pad_token_id(tokenizer: Any, model: Any) -> int:
+    """The pad id for left padding: the tokenizer's, else the model's, else end of sequence."""
+    for candidate in (tokenizer.pad_token_id, model.generation_config.pad_token_id):
+        if candidate is not None:
+            return int(candidate)
+    eos = sorted(_eos_ids(model)) or [tokenizer.eos_token_id]
+    if eos[0] is None:
+        raise ValueError("the model has no pad or end-of-sequence token to pad a batch with")
+    return int(eos[0])

@@ -1,0 +1,472 @@
+"""``LongContextLLM``: one entry for a long-context model, whatever engine runs it.
+
+The facade owns what is the same for every engine: finding the model, choosing the RoPE scaling
+and the window, the token budget (count with the model's own tokenizer and chat template, refuse
+or truncate a prompt that does not fit) and the sync/async/stream surface. Backends get token ids
+that already fit and only generate.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from longcontext.llm.backends.base import Backend, Generation, SamplingOptions
+from longcontext.llm.errors import ContextWindowExceededError
+
+if TYPE_CHECKING:
+    from longcontext.rope import RopeScaling
+
+logger = logging.getLogger(__name__)
+
+BackendName = Literal["auto", "vllm", "transformers"]
+Truncate = Literal["error", "left", "middle"]
+Messages = Sequence[Mapping[str, str]]
+
+_TRUNCATE = ("error", "left", "middle")
+_BACKENDS = ("auto", "vllm", "transformers")
+
+
+class LongContextLLM:
+    """A causal language model served past (or within) its training window.
+
+    Args:
+        model: a local model directory or a Hugging Face model id. A LongLoRA *merged* checkpoint
+            is just a model directory.
+        context_length: the window to serve. Above the model's own window it needs ``rope``; within
+            it nothing is scaled (a log line says so) and the window is capped at this length.
+        rope: a RoPE scaling method name (one of ``RopeScaling.METHODS``, e.g. ``"yarn"``; needs
+            ``context_length``) or a ready ``RopeScaling``.
+        backend: ``"vllm"``, ``"transformers"`` or ``"auto"`` (vLLM when it imports and a CUDA
+            device exists, else transformers).
+        lora: a LoRA adapter directory: a plain peft adapter, a peft adapter with
+            ``modules_to_save`` or a LongLoRA adapter (with ``trainable_params.bin``).
+        dtype: ``"auto"`` or a dtype name such as ``"bfloat16"``.
+        trust_remote_code: run code shipped with the model; off unless asked.
+        truncate: what to do with a prompt that does not fit the window minus ``max_tokens``:
+            ``"error"`` raises ``ContextWindowExceededError``; ``"left"`` drops the oldest tokens;
+            ``"middle"`` keeps the head and the tail and drops the middle. Truncation is logged.
+        **engine_kwargs: passed to the engine: for vLLM ``tensor_parallel_size``,
+            ``gpu_memory_utilization``, ``enable_prefix_caching`` (on by default)...; for
+            transformers ``device``, ``attn_implementation`` and ``from_pretrained`` arguments.
+            ``merge_cache_dir`` sets where merged LoRA checkpoints are kept.
+
+    Attributes:
+        context_window: the real window in tokens (scaled when ``rope`` is set).
+        backend_name: ``"vllm"`` or ``"transformers"``.
+        tokenizer: the model's own Hugging Face tokenizer.
+        rope: the ``RopeScaling`` applied, or ``None``.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        context_length: int | None = None,
+        rope: str | RopeScaling | None = None,
+        backend: BackendName = "auto",
+        lora: str | os.PathLike[str] | None = None,
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+        truncate: Truncate = "error",
+        **engine_kwargs: Any,
+    ) -> None:
+        if truncate not in _TRUNCATE:
+            raise ValueError(f"truncate={truncate!r} is not one of {_TRUNCATE}")
+        if backend not in _BACKENDS:
+            raise ValueError(f"backend={backend!r} is not one of {_BACKENDS}")
+        if context_length is not None and context_length < 1:
+            raise ValueError(f"context_length={context_length} must be a positive token count")
+        self.model = resolve_model(model)
+        self.truncate: Truncate = truncate
+        self.trust_remote_code = trust_remote_code
+        self.tokenizer = _load_tokenizer(self.model, trust_remote_code)
+        config = _load_config(self.model, trust_remote_code)
+        self.rope, self.context_window = _resolve_window(config, context_length, rope)
+        self.backend_name = choose_backend(backend)
+        self._backend = self._build_backend(lora, dtype, dict(engine_kwargs))
+
+    def _build_backend(
+        self, lora: str | os.PathLike[str] | None, dtype: str, engine_kwargs: dict[str, Any]
+    ) -> Backend:
+        from longcontext.llm import lora as lora_module
+
+        cache_dir = engine_kwargs.pop("merge_cache_dir", None)
+        model, plain_lora = self.model, None
+        if lora is not None:
+            adapter = lora_module.inspect_adapter(lora)
+            lora_module.check_adapter_fits(self.model, adapter)
+            if self.backend_name == "vllm" and adapter.is_plain_lora:
+                plain_lora = adapter
+            else:
+                model = str(lora_module.merged_checkpoint(self.model, adapter, cache_dir=cache_dir))
+                self.tokenizer = _load_tokenizer(model, self.trust_remote_code)
+        if self.backend_name == "vllm":
+            from longcontext.llm.backends.vllm import VLLMBackend
+
+            return VLLMBackend(
+                model,
+                context_window=self.context_window,
+                rope=self.rope,
+                lora=plain_lora,
+                dtype=dtype,
+                trust_remote_code=self.trust_remote_code,
+                **engine_kwargs,
+            )
+        from longcontext.llm.backends.transformers import TransformersBackend
+
+        return TransformersBackend(
+            model,
+            self.tokenizer,
+            rope=self.rope,
+            dtype=dtype,
+            trust_remote_code=self.trust_remote_code,
+            **engine_kwargs,
+        )
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    def apply_chat_template(self, messages: Messages) -> str:
+        """Render chat messages as the model's prompt text, ending with the assistant's turn."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(
+                f"the tokenizer of {self.model!r} has no chat template; use generate() with a "
+                "prompt string, or load a model whose tokenizer_config carries one"
+            )
+        return str(
+            self.tokenizer.apply_chat_template(
+                [dict(m) for m in messages], tokenize=False, add_generation_prompt=True
+            )
+        )
+
+    def encode(self, text_or_messages: str | Messages) -> list[int]:
+        """Token ids the model sees: a string with the tokenizer's special tokens (BOS), messages
+        through the chat template (which writes its own special tokens)."""
+        if isinstance(text_or_messages, str):
+            return list(self.tokenizer(text_or_messages)["input_ids"])
+        text = self.apply_chat_template(text_or_messages)
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def count_tokens(self, text_or_messages: str | Messages) -> int:
+        """Tokens in a prompt string or a chat conversation, counted as the model will see them."""
+        return len(self.encode(text_or_messages))
+
+    def prompt_limit(self, max_tokens: int) -> int:
+        """The most prompt tokens that leave room for ``max_tokens`` in the window."""
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens={max_tokens} must be at least 1")
+        if max_tokens >= self.context_window:
+            raise ValueError(
+                f"max_tokens={max_tokens} leaves no room for a prompt in the context window of "
+                f"{self.context_window} tokens; lower max_tokens or raise context_length"
+            )
+        return self.context_window - max_tokens
+
+    def fit(self, ids: list[int], max_tokens: int) -> list[int]:
+        """``ids`` if they fit the window minus ``max_tokens``; else truncated as ``truncate`` says,
+        or ``ContextWindowExceededError``."""
+        limit = self.prompt_limit(max_tokens)
+        if len(ids) <= limit:
+            return ids
+        if self.truncate == "error":
+            raise ContextWindowExceededError(len(ids), limit, self.context_window, max_tokens)
+        from longcontext.llm.budget import truncate_ids
+
+        kept = truncate_ids(ids, limit, self.truncate, self.tokenizer)
+        logger.warning(
+            "prompt of %d tokens truncated (%s) to %d to leave %d for the completion",
+            len(ids),
+            self.truncate,
+            len(kept),
+            max_tokens,
+        )
+        return kept
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompts: str | Sequence[str],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> list[Generation]:
+        """Complete one prompt or a batch; one ``Generation`` per prompt, in order.
+
+        Every prompt is checked against the window before the engine is called.
+        """
+        options = _options(max_tokens, temperature, top_p, seed, stop)
+        batch = [prompts] if isinstance(prompts, str) else list(prompts)
+        ids = [self.fit(self.encode(_text(p)), max_tokens) for p in batch]
+        return self._backend.generate(ids, options)
+
+    def stream(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> Iterator[str]:
+        """Yield the completion of ``prompt`` as text deltas."""
+        options = _options(max_tokens, temperature, top_p, seed, stop)
+        ids = self.fit(self.encode(_text(prompt)), max_tokens)
+        return self._backend.stream(ids, options)
+
+    def chat(
+        self,
+        messages: Messages,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> Generation:
+        """Answer a conversation (``[{"role": ..., "content": ...}, ...]``) as the assistant."""
+        options = _options(max_tokens, temperature, top_p, seed, stop)
+        ids = self.fit(self.encode(_messages(messages)), max_tokens)
+        return self._backend.generate([ids], options)[0]
+
+    def stream_chat(
+        self,
+        messages: Messages,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> Iterator[str]:
+        """Stream the assistant's answer to a conversation as text deltas."""
+        options = _options(max_tokens, temperature, top_p, seed, stop)
+        ids = self.fit(self.encode(_messages(messages)), max_tokens)
+        return self._backend.stream(ids, options)
+
+    async def agenerate(
+        self,
+        prompts: str | Sequence[str],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> list[Generation]:
+        """Async form of ``generate``."""
+        options = _options(max_tokens, temperature, top_p, seed, stop)
+        batch = [prompts] if isinstance(prompts, str) else list(prompts)
+        ids = [self.fit(self.encode(_text(p)), max_tokens) for p in batch]
+        return await self._backend.agenerate(ids, options)
+
+    async def astream(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> AsyncIterator[str]:
+        """Async form of ``stream``."""
+        options = _options(max_tokens, temperature, top_p, seed, stop)
+        ids = self.fit(self.encode(_text(prompt)), max_tokens)
+        async for delta in self._backend.astream(ids, options):
+            yield delta
+
+    async def achat(
+        self,
+        messages: Messages,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> Generation:
+        """Async form of ``chat``."""
+        options = _options(max_tokens, temperature, top_p, seed, stop)
+        ids = self.fit(self.encode(_messages(messages)), max_tokens)
+        return (await self._backend.agenerate([ids], options))[0]
+
+    async def astream_chat(
+        self,
+        messages: Messages,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> AsyncIterator[str]:
+        """Async form of ``stream_chat``."""
+        options = _options(max_tokens, temperature, top_p, seed, stop)
+        ids = self.fit(self.encode(_messages(messages)), max_tokens)
+        async for delta in self._backend.astream(ids, options):
+            yield delta
+
+    def close(self) -> None:
+        """Free the engine (GPU memory, worker processes)."""
+        self._backend.close()
+
+    def __repr__(self) -> str:
+        rope = f", rope={self.rope!r}" if self.rope is not None else ""
+        return (
+            f"LongContextLLM(model={self.model!r}, context_window={self.context_window}, "
+            f"backend={self.backend_name!r}{rope})"
+        )
+
+
+# -- construction helpers ---------------------------------------------------------------------
+
+
+def resolve_model(model: str | os.PathLike[str]) -> str:
+    """A local directory as an absolute path, or a hub id unchanged; a missing path is an error.
+
+    Anything that reads as a filesystem path (a ``PathLike``, absolute, ``./``, ``~`` or with more
+    than one ``/``) must exist; ``owner/name`` is taken for a Hugging Face model id.
+    """
+    text = os.fspath(model)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise NotADirectoryError(
+                f"model={text!r} is a file; pass the model's directory (with config.json)"
+            )
+        return str(path.resolve())
+    looks_like_path = (
+        not isinstance(model, str)
+        or path.is_absolute()
+        or text.startswith((".", "~"))
+        or text.count("/") > 1
+    )
+    if looks_like_path:
+        raise FileNotFoundError(
+            f"model path {text!r} does not exist; pass a local model directory or a Hugging Face "
+            "model id such as 'meta-llama/Llama-3.1-8B-Instruct'"
+        )
+    return text
+
+
+def _load_tokenizer(model: str, trust_remote_code: bool) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise OSError(f"could not load the tokenizer of model {model!r}: {error}") from error
+
+
+def _load_config(model: str, trust_remote_code: bool) -> Any:
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as error:
+        raise OSError(f"could not load the config of model {model!r}: {error}") from error
+
+
+def native_window(config: Any) -> int:
+    """The window the checkpoint serves as it is, any scaling already in its config included."""
+    from longcontext.rope import read_model_rope
+
+    return read_model_rope(config).window
+
+
+def _resolve_window(
+    config: Any, context_length: int | None, rope: str | RopeScaling | None
+) -> tuple[RopeScaling | None, int]:
+    """The RoPE scaling to apply (or ``None``) and the window it gives."""
+    window = native_window(config)
+    if rope is None:
+        if context_length is None:
+            return None, window
+        if context_length > window:
+            raise ValueError(
+                f"context_length={context_length} is past the model's window of {window} tokens; "
+                "pass rope='yarn' (or 'linear', 'dynamic', 'longrope', 'llama3') to scale it"
+            )
+        return None, context_length
+    from longcontext.rope import RopeScaling
+
+    if isinstance(rope, RopeScaling):
+        if context_length is not None and context_length != rope.target_context:
+            raise ValueError(
+                f"context_length={context_length} disagrees with rope.target_context="
+                f"{rope.target_context}; pass one of them"
+            )
+        return rope, rope.target_context
+    if not isinstance(rope, str):
+        raise TypeError(f"rope must be a method name or a RopeScaling, got {type(rope).__name__}")
+    if rope not in RopeScaling.METHODS:
+        raise ValueError(f"unknown rope method {rope!r}; choose one of {RopeScaling.METHODS}")
+    if context_length is None:
+        raise ValueError(f"rope={rope!r} needs context_length, the window to scale the model to")
+    if context_length <= window:
+        logger.warning(
+            "context_length=%d is within the model's window of %d tokens: no RoPE scaling is "
+            "needed, so none is applied (rope=%r ignored)",
+            context_length,
+            window,
+            rope,
+        )
+        return None, context_length
+    scaling = RopeScaling.for_target(config, context_length, rope)
+    logger.info("RoPE scaling %r: %d -> %d tokens", rope, window, scaling.target_context)
+    return scaling, scaling.target_context
+
+
+def choose_backend(backend: BackendName) -> Literal["vllm", "transformers"]:
+    """Resolve ``"auto"`` (vLLM when it imports and a CUDA device exists) and log why."""
+    if backend != "auto":
+        logger.info("backend %r chosen by the caller", backend)
+        return backend
+    if importlib.util.find_spec("vllm") is None:
+        logger.info("backend 'transformers': vllm is not installed")
+        return "transformers"
+    import torch
+
+    if not torch.cuda.is_available():
+        logger.info("backend 'transformers': vllm is installed but there is no CUDA device")
+        return "transformers"
+    logger.info("backend 'vllm': vllm is installed and a CUDA device is available")
+    return "vllm"
+
+
+def _options(
+    max_tokens: int, temperature: float, top_p: float, seed: int | None, stop: Sequence[str] | None
+) -> SamplingOptions:
+    if temperature < 0:
+        raise ValueError(f"temperature={temperature} must be 0 (greedy) or more")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p={top_p} must be in (0, 1]")
+    if isinstance(stop, str):
+        stop = [stop]
+    return SamplingOptions(max_tokens, temperature, top_p, seed, tuple(stop or ()))
+
+
+def _text(prompt: object) -> str:
+    if not isinstance(prompt, str):
+        raise TypeError(f"a prompt must be a str, got {type(prompt).__name__}")
+    return prompt
+
+
+def _messages(messages: object) -> Messages:
+    if isinstance(messages, str) or not isinstance(messages, Sequence):
+        raise TypeError(
+            "messages must be a list of {'role': ..., 'content': ...} mappings, got "
+            f"{type(messages).__name__}"
+        )
+    for message in messages:
+        if not isinstance(message, Mapping) or "role" not in message or "content" not in message:
+            raise TypeError(f"each message needs 'role' and 'content', got {message!r}")
+    return messages

@@ -1,0 +1,168 @@
+"""Invariants of both splitters over arbitrary Unicode, with two real tokenizers.
+
+Every chunk is an exact slice, re-tokenizes within the budget, keeps characters whole, and the
+chunks cover the text in order. Hypothesis searches emoji with ZWJ, combining marks, CJK, RTL,
+CRLF and NUL for a counter-example.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from splitter_fixtures import byte_level_bpe, corpus_paths
+
+from longcontext import Chunk, SemanticSplitter, TokenSplitter, get_tokenizer
+from longcontext.tokenizers import Tokenizer
+
+TRICKY = [
+    "😀",
+    "👨‍👩‍👧",
+    "🏳️‍🌈",
+    "e\u0301",
+    "今日は良い天気です。",
+    "北京欢迎你！",
+    "مرحبا بالعالم.",
+    "שלום עולם",
+    "\r\n",
+    "\x00",
+    " ",
+    "\n\n",
+    "# Header\n",
+    "Hello world. ",
+    "1234567890",
+    "Ünïcödé",
+    "   ",
+    "\t",
+]
+TEXTS = st.one_of(
+    st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=400),
+    st.lists(
+        st.one_of(st.sampled_from(TRICKY), st.text(max_size=12)), max_size=80
+    ).map("".join),
+)
+SETTINGS = settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.fixture(scope="module", params=["cl100k_base", "hf-byte-level-bpe"])
+def tokenizer(request: pytest.FixtureRequest) -> Tokenizer:
+    return get_tokenizer(byte_level_bpe() if request.param.startswith("hf") else request.param)
+
+
+def check_chunks(text: str, chunks: list[Chunk], tokenizer: Tokenizer, budget: int) -> None:
+    if not text.strip():
+        assert chunks == []
+        return
+    assert chunks[0].start == 0
+    assert chunks[-1].end == len(text)
+    for index, chunk in enumerate(chunks):
+        assert chunk.index == index
+        assert text[chunk.start : chunk.end] == chunk.text
+        assert chunk.text, "no empty chunks"
+        count = tokenizer.count(chunk.text)
+        assert count == chunk.token_count
+        assert count <= budget
+        if "\ufffd" not in text:
+            assert "\ufffd" not in chunk.text
+    for before, after in zip(chunks, chunks[1:]):
+        assert before.start < after.start, "chunks advance"
+        assert after.start <= before.end, "no gap between chunks: the text is covered"
+
+
+@given(text=TEXTS, size=st.integers(8, 64), overlap_ratio=st.floats(0, 0.5))
+@SETTINGS
+def test_token_splitter_invariants(
+    tokenizer: Tokenizer, text: str, size: int, overlap_ratio: float
+) -> None:
+    overlap = int(size * overlap_ratio)
+    chunks = TokenSplitter(tokenizer, chunk_size=size, chunk_overlap=overlap).split(text)
+    check_chunks(text, chunks, tokenizer, size)
+    for before, after in zip(chunks, chunks[1:]):
+        shared = tokenizer.count(text[after.start : before.end])
+        # Overlap is the requested token count, give or take the tokens of one character.
+        assert shared <= overlap + 4
+
+
+@given(text=TEXTS, size=st.integers(8, 64), align=st.sampled_from(["word", "sentence"]))
+@SETTINGS
+def test_aligned_token_splitter_invariants(
+    tokenizer: Tokenizer, text: str, size: int, align: str
+) -> None:
+    chunks = TokenSplitter(tokenizer, chunk_size=size, chunk_overlap=size // 8, align=align).split(
+        text
+    )  # type: ignore[arg-type]
+    check_chunks(text, chunks, tokenizer, size)
+
+
+@given(text=TEXTS, size=st.integers(8, 64))
+@SETTINGS
+def test_semantic_splitter_invariants(tokenizer: Tokenizer, text: str, size: int) -> None:
+    chunks = SemanticSplitter(tokenizer, max_tokens=size).split(text)
+    check_chunks(text, chunks, tokenizer, size)
+    for before, after in zip(chunks, chunks[1:]):
+        assert after.start == before.end, "semantic chunks tile the text without overlap"
+
+
+@given(text=TEXTS, size=st.integers(8, 40))
+@settings(max_examples=40, deadline=None)
+def test_callable_tokenizer_without_offsets(text: str, size: int) -> None:
+    """A plain callable gives no offsets: the counting path must keep the same guarantees."""
+    encoding = get_tokenizer("cl100k_base")
+    counter = get_tokenizer(lambda s: encoding.encode(s))
+    check_chunks(text, TokenSplitter(counter, size, size // 4).split(text), counter, size)
+    check_chunks(text, SemanticSplitter(counter, max_tokens=size).split(text), counter, size)
+
+
+@pytest.mark.parametrize("path", corpus_paths(), ids=lambda p: p.name)
+def test_real_corpora_hold_every_invariant(path) -> None:  # type: ignore[no-untyped-def]
+    text = path.read_text(encoding="utf-8")
+    tokenizer = get_tokenizer("cl100k_base")
+    token_chunks = TokenSplitter(tokenizer, 512, 64).split(text)
+    check_chunks(text, token_chunks, tokenizer, 512)
+    # All but the last window are full, and neighbours share the requested 64 tokens (+-1).
+    assert all(c.token_count >= 500 for c in token_chunks[:-1])
+    for before, after in zip(token_chunks, token_chunks[1:]):
+        assert abs(tokenizer.count(text[after.start : before.end]) - 64) <= 2
+    semantic_chunks = SemanticSplitter(tokenizer, max_tokens=256).split(text)
+    check_chunks(text, semantic_chunks, tokenizer, 256)
+
+
+def test_split_many_matches_split() -> None:
+    texts = [path.read_text(encoding="utf-8")[:30000] for path in corpus_paths()]
+    splitter = TokenSplitter("cl100k_base", 128, 16)
+    assert splitter.split_many(texts, num_threads=2) == [splitter.split(t) for t in texts]
+    semantic = SemanticSplitter("cl100k_base", max_tokens=128)
+    assert semantic.split_many(texts) == [semantic.split(t) for t in texts]
+
+
+def test_sentence_alignment_ends_chunks_at_sentence_ends() -> None:
+    text = " ".join(f"Sentence number {i} says something useful." for i in range(200))
+    chunks = TokenSplitter("cl100k_base", 64, 8, align="sentence").split(text)
+    assert all(c.text.rstrip().endswith(".") for c in chunks[:-1])
+    word_chunks = TokenSplitter("cl100k_base", 64, 8, align="word").split(text)
+    assert all(text[c.end] == " " or text[c.end - 1] == " " for c in word_chunks[:-1])
+
+
+def test_semantic_splitter_prefers_paragraphs_and_headers() -> None:
+    sections = [
+        f"# Section {s}\n\n" + "\n\n".join(f"Paragraph {s}.{p} " + "word " * 30 for p in range(3))
+        for s in range(6)
+    ]
+    text = "\n\n".join(sections)
+    chunks = SemanticSplitter("cl100k_base", max_tokens=120).split(text)
+    for chunk in chunks[1:]:
+        # Every chunk starts at a paragraph or a header, never mid-sentence.
+        assert chunk.text.startswith(("Paragraph", "# Section"))
+
+
+def test_langchain_token_splitter_corrupts_cjk_but_ours_does_not() -> None:
+    from langchain_text_splitters import TokenTextSplitter
+
+    text = "今日は良い天気です。明日も晴れるでしょう。" * 40
+    theirs = TokenTextSplitter(encoding_name="cl100k_base", chunk_size=25, chunk_overlap=5)
+    assert any("\ufffd" in piece for piece in theirs.split_text(text)), "anchor behaviour changed"
+    ours = TokenSplitter("cl100k_base", 25, 5).split(text)
+    assert not any("\ufffd" in c.text for c in ours)
+    check_chunks(text, ours, get_tokenizer("cl100k_base"), 25)
