@@ -131,7 +131,10 @@ class ByteTokenSpans(TokenSpans):
     def _byte_of_char(self, char: int) -> int:
         slot = bisect.bisect_right(self._anchors_chars, char) - 1
         base_byte, base_char = self._anchors_bytes[slot], self._anchors_chars[slot]
-        return base_byte + len(self.text[base_char:char].encode("utf-8"))
+        byte = base_byte + len(self.text[base_char:char].encode("utf-8"))
+        self._anchors_bytes.insert(slot + 1, byte)
+        self._anchors_chars.insert(slot + 1, char)
+        return byte
 
     def _arrays(self) -> tuple[IntArray, IntArray]:
         if self._full is None:

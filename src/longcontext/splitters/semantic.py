@@ -8,6 +8,7 @@ distance between neighbouring sentence windows peaks. Either way no chunk ever e
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -175,6 +176,9 @@ class _Measure:
         self._memo: dict[Span, int] = {}
         if self.spans is not None:
             self.counter = SliceCounter(tokenizer, text, self.spans)
+            # Plain lists: bisect on them beats a numpy call per lookup by far.
+            self._starts: list[int] = self.spans.starts.tolist()
+            self._ends: list[int] = self.spans.ends.tolist()
 
     def cuts(self, level: str, start: int, end: int) -> list[int]:
         positions = self._levels.get(level)
@@ -186,15 +190,14 @@ class _Measure:
 
     def token_index(self, position: int) -> int:
         """Index of the first token starting at or after ``position``."""
-        assert self.spans is not None
-        return int(np.searchsorted(self.spans.starts, position, side="left"))
+        return bisect.bisect_left(self._starts, position)
 
     def estimate(self, start: int, end: int) -> int:
         """Tokens of text[start:end] as the whole-text encoding sees them (+1 for a cut token)."""
         if self.spans is None:
             return self.exact(start, end)
         first, last = self.token_index(start), self.token_index(end)
-        partial = int(first > 0 and int(self.spans.ends[first - 1]) > start)
+        partial = int(first > 0 and self._ends[first - 1] > start)
         return last - first + partial
 
     def exact(self, start: int, end: int) -> int:
@@ -203,7 +206,7 @@ class _Measure:
             if key not in self._memo:
                 self._memo[key] = self.tokenizer.count(self.text[start:end])
             return self._memo[key]
-        return self.counter.count(start, end)
+        return self.counter.count(start, end, self.token_index(start), self.token_index(end))
 
 
 def _pack(units: list[Span], estimate: Callable[[int, int], int], budget: int) -> list[Span]:
