@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
+import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -194,15 +195,11 @@ def _bundled_tiktoken_dirs() -> list[Path]:
     for var in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
         if os.environ.get(var):
             dirs.append(Path(os.environ[var]))
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec("llama_index.core")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is not None and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            dirs.append(Path(location) / "_static" / "tiktoken_cache")
+    # Look on sys.path rather than importing llama_index just to find its data folder.
+    for entry in sys.path:
+        bundled = Path(entry or ".") / "llama_index" / "core" / "_static" / "tiktoken_cache"
+        if bundled.is_dir():
+            dirs.append(bundled)
     import tempfile
 
     dirs.append(Path(tempfile.gettempdir()) / "data-gym-cache")

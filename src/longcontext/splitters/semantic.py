@@ -119,8 +119,12 @@ class SemanticSplitter(Splitter):
             return self._units(measure, start, end, levels[1:], split_all)
         edges = [start, *cuts, end]
         pieces: list[Span] = []
+        deeper = levels[1:]
         for a, b in itertools.pairwise(edges):
-            pieces.extend(self._units(measure, a, b, levels[1:], split_all))
+            if (not split_all or not deeper) and measure.estimate(a, b) <= self.max_tokens:
+                pieces.append((a, b))  # fits: no need to look at finer levels
+            else:
+                pieces.extend(self._units(measure, a, b, deeper, split_all))
         return pieces
 
     def _token_windows(self, measure: _Measure, start: int, end: int) -> list[Span]:
