@@ -21,11 +21,14 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml integrations/langchain/pyprojec
 
 install: $(VENV)/.installed
 
-# The main job: chunk the files given in FILES (default: the shared corpora).
-FILES ?= $(wildcard $(SHARED)/data/corpora/*)
+# The main job: index DOCS and answer QUESTION over it (generation needs MODEL=<path or id>).
+DOCS ?= docs
+INDEX ?= .longcontext/index
+QUESTION ?= How does longcontext keep the most relevant passage out of the middle of the prompt?
+MODEL ?=
 run: install
-	$(BIN)/longcontext chunk $(FILES) --output chunks.jsonl
-	@echo "wrote chunks.jsonl"
+	$(BIN)/longcontext index $(DOCS) --index $(INDEX)
+	$(BIN)/longcontext ask $(INDEX) "$(QUESTION)" $(if $(MODEL),--model $(MODEL) --stream,)
 
 lint: install
 	$(BIN)/ruff check .
@@ -34,3 +37,4 @@ lint: install
 
 test: lint
 	$(BIN)/python -m pytest -q
+	$(BIN)/mkdocs build --strict -q -d $(VENV)/site
