@@ -7,8 +7,6 @@ character can never split it.
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 import os
 import sys
 import threading
@@ -18,13 +16,11 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import numpy as np
-import numpy.typing as npt
-
 if TYPE_CHECKING:
     import tiktoken
 
-IntArray = npt.NDArray[np.int64]
+    from longcontext.spans import TokenSpans
+
 
 TIKTOKEN_NAMES = ("cl100k_base", "o200k_base", "p50k_base", "r50k_base", "gpt2")
 # Cache file names (sha1 of tiktoken's download address) of the encodings that llama-index-core
@@ -38,123 +34,6 @@ ACCEPTED = (
     "a Hugging Face tokenizers.Tokenizer, transformers tokenizer, tokenizer.json path, local "
     "model directory or model id; a callable str -> list[int]; or a longcontext Tokenizer"
 )
-
-
-class TokenSpans:
-    """Token ids of a text and the character span ``[starts[k], ends[k])`` of each token.
-
-    A token that covers only part of a character spans the whole character, so the boundary
-    before token ``k`` falls on a character boundary exactly when ``ends[k-1] <= starts[k]``.
-    """
-
-    def __init__(self, ids: Sequence[int], starts: IntArray, ends: IntArray) -> None:
-        self.ids = ids
-        self._starts = starts
-        self._ends = ends
-
-    @property
-    def starts(self) -> IntArray:
-        return self._starts
-
-    @property
-    def ends(self) -> IntArray:
-        return self._ends
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def start(self, k: int) -> int:
-        """Character offset where token ``k`` starts (the text's length for ``k == len``)."""
-        return int(self.starts[k])
-
-    def is_char_boundary(self, k: int) -> bool:
-        """Whether cutting between token ``k-1`` and token ``k`` keeps every character whole."""
-        if k <= 0 or k >= len(self.ids):
-            return True
-        return bool(self.ends[k - 1] <= self.starts[k])
-
-    def index_of(self, position: int, low: int = 0, high: int | None = None) -> int:
-        """The first token in [low, high] that starts at or after character ``position``."""
-        high = len(self.ids) if high is None else high
-        while low < high:
-            middle = (low + high) // 2
-            if self.start(middle) < position:
-                low = middle + 1
-            else:
-                high = middle
-        return low
-
-
-class ByteTokenSpans(TokenSpans):
-    """Spans of a byte-level tokenizer, kept as byte offsets and turned into characters lazily.
-
-    Splitters ask for a few offsets per chunk, so mapping every token to its character (a pass
-    over all bytes) is done only when the full arrays are asked for.
-    """
-
-    def __init__(self, text: str, ids: Sequence[int], byte_ends: IntArray) -> None:
-        self.ids = ids
-        self.text = text
-        self.byte_ends = byte_ends
-        self.data = None if text.isascii() else text.encode("utf-8")
-        self._anchors_bytes: list[int] = [0]
-        self._anchors_chars: list[int] = [0]
-        self._full: tuple[IntArray, IntArray] | None = None
-
-    def _byte_start(self, k: int) -> int:
-        return int(self.byte_ends[k - 1]) if k > 0 else 0
-
-    def is_char_boundary(self, k: int) -> bool:
-        if self.data is None or k <= 0 or k >= len(self.ids):
-            return True
-        return (self.data[self._byte_start(k)] & 0xC0) != 0x80
-
-    def start(self, k: int) -> int:
-        if k >= len(self.ids):
-            return len(self.text)
-        position = self._byte_start(k)
-        if self.data is None:
-            return position
-        while position > 0 and (self.data[position] & 0xC0) == 0x80:
-            position -= 1  # the start of the character this byte belongs to
-        slot = bisect.bisect_right(self._anchors_bytes, position) - 1
-        base_byte, base_char = self._anchors_bytes[slot], self._anchors_chars[slot]
-        char = base_char + len(self.data[base_byte:position].decode("utf-8"))
-        self._anchors_bytes.insert(slot + 1, position)
-        self._anchors_chars.insert(slot + 1, char)
-        return char
-
-    def index_of(self, position: int, low: int = 0, high: int | None = None) -> int:
-        byte = position if self.data is None else self._byte_of_char(position)
-        found = int(np.searchsorted(self.byte_ends, byte, side="left")) + 1 if byte > 0 else 0
-        return min(max(found, low), len(self.ids) if high is None else high)
-
-    def _byte_of_char(self, char: int) -> int:
-        slot = bisect.bisect_right(self._anchors_chars, char) - 1
-        base_byte, base_char = self._anchors_bytes[slot], self._anchors_chars[slot]
-        byte = base_byte + len(self.text[base_char:char].encode("utf-8"))
-        self._anchors_bytes.insert(slot + 1, byte)
-        self._anchors_chars.insert(slot + 1, char)
-        return byte
-
-    def _arrays(self) -> tuple[IntArray, IntArray]:
-        if self._full is None:
-            byte_starts = (self.byte_ends - np.diff(self.byte_ends, prepend=0)).astype(np.int64)
-            if self.data is None or len(self.ids) == 0:
-                self._full = (byte_starts, self.byte_ends)
-            else:
-                data = np.frombuffer(self.data, dtype=np.uint8)
-                char_of_byte = np.cumsum((data & 0xC0) != 0x80) - 1
-                self._full = (char_of_byte[byte_starts], char_of_byte[self.byte_ends - 1] + 1)
-        return self._full
-
-    @property
-    def starts(self) -> IntArray:
-        return self._arrays()[0]
-
-    @property
-    def ends(self) -> IntArray:
-        return self._arrays()[1]
 
 
 class Tokenizer(ABC):
@@ -240,26 +119,6 @@ def load_tiktoken(name: str) -> tiktoken.Encoding:
         ) from exc
 
 
-@cache
-def _token_byte_lengths(encoding: tiktoken.Encoding) -> IntArray:
-    """Byte length of every token id, so offsets come from one table lookup per token."""
-    lengths = np.zeros(encoding.n_vocab, dtype=np.int64)
-    ranks: dict[bytes, int] | None = getattr(encoding, "_mergeable_ranks", None)
-    if ranks is not None:
-        for token_bytes, rank in ranks.items():
-            lengths[rank] = len(token_bytes)
-    else:
-        for rank in range(encoding.n_vocab):
-            with contextlib.suppress(KeyError):
-                lengths[rank] = len(encoding.decode_single_token_bytes(rank))
-    return lengths
-
-
-def _spans_from_byte_lengths(text: str, ids: list[int], lengths: IntArray) -> ByteTokenSpans:
-    token_ids = np.fromiter(ids, dtype=np.int64, count=len(ids))
-    return ByteTokenSpans(text, ids, np.cumsum(lengths[token_ids]))
-
-
 class TiktokenTokenizer(Tokenizer):
     """A tiktoken encoding. Offsets come from the tokens' byte lengths."""
 
@@ -275,13 +134,17 @@ class TiktokenTokenizer(Tokenizer):
         return self.encoding.encode_ordinary_batch(list(texts), num_threads=self.num_threads)
 
     def spans(self, text: str) -> TokenSpans:
+        from longcontext.spans import spans_from_byte_lengths, token_byte_lengths
+
         ids = self.encoding.encode_ordinary(text)
-        return _spans_from_byte_lengths(text, ids, _token_byte_lengths(self.encoding))
+        return spans_from_byte_lengths(text, ids, token_byte_lengths(self.encoding))
 
     def spans_many(self, texts: Sequence[str]) -> list[TokenSpans | None]:
-        lengths = _token_byte_lengths(self.encoding)
+        from longcontext.spans import spans_from_byte_lengths, token_byte_lengths
+
+        lengths = token_byte_lengths(self.encoding)
         batches = self.encode_many(texts)
-        return [_spans_from_byte_lengths(t, ids, lengths) for t, ids in zip(texts, batches)]
+        return [spans_from_byte_lengths(t, ids, lengths) for t, ids in zip(texts, batches)]
 
 
 # ---------------------------------------------------------------------------------- Hugging Face
@@ -308,6 +171,10 @@ class HuggingFaceTokenizer(Tokenizer):
 
     @staticmethod
     def _to_spans(encoding: Any) -> TokenSpans:
+        import numpy as np
+
+        from longcontext.spans import TokenSpans
+
         offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
         # Offsets of byte-level tokens may step back inside one character; keep them monotone.
         starts = np.maximum.accumulate(offsets[:, 0]) if len(offsets) else offsets[:, 0]

@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from longcontext.chunk import Chunk
-from longcontext.tokenizers import TiktokenTokenizer, Tokenizer, TokenizerLike, TokenSpans
+from longcontext.spans import TokenSpans
+from longcontext.tokenizers import TiktokenTokenizer, Tokenizer, TokenizerLike
 
 
 def check_text(text: Any) -> str:

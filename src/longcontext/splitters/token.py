@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from longcontext.chunk import Chunk
+from longcontext.spans import TokenSpans
 from longcontext.splitters import boundaries
 from longcontext.splitters.base import (
     SliceCounter,
@@ -16,7 +17,7 @@ from longcontext.splitters.base import (
     resolve,
 )
 from longcontext.splitters.counting import split_by_counting
-from longcontext.tokenizers import TokenizerLike, TokenSpans
+from longcontext.tokenizers import TokenizerLike
 
 Align = Literal["token", "word", "sentence"]
 ALIGNS: tuple[Align, ...] = ("token", "word", "sentence")
