@@ -113,6 +113,26 @@ def test_budget_counts_the_per_passage_template() -> None:
     assert len(pack([a, b], cost - 1, template=template).passages) == 1
 
 
+def test_an_overlapping_passage_costs_only_the_text_it_adds() -> None:
+    best, neighbour = piece(0, 400, 0.9), piece(300, 700, 0.8)
+    span_tokens = TOK.count(SOURCE[0:700])
+    assert TOK.count(best["text"]) + TOK.count(neighbour["text"]) > span_tokens + 10
+    (merged,) = pack([best, neighbour], span_tokens).passages
+    assert merged.text == SOURCE[0:700]
+    alone = pack([best, neighbour], span_tokens - 1)
+    assert alone.passages == [best] and alone.dropped == [neighbour]
+
+
+def test_a_long_run_of_neighbours_does_not_crowd_out_the_best_of_them() -> None:
+    # Four chained neighbours would make one long span; the budget only takes two of them,
+    # so the two most relevant are kept (merged) and the others dropped, not the whole run.
+    run = [piece(300 * k, 300 * k + 400, s) for k, s in enumerate([0.2, 0.9, 0.8, 0.1])]
+    budget = TOK.count(SOURCE[300:1000])
+    result = pack(run, budget)
+    assert [r.text for r in result.records] == [SOURCE[300:1000]]
+    assert result.dropped == [run[0], run[3]]
+
+
 def test_keeps_the_most_relevant_that_fit_and_reports_the_rest() -> None:
     big, small_low, mid = piece(0, 2000, 0.8), piece(3000, 3100, 0.1), piece(5000, 5400, 0.5)
     top = piece(7000, 7400, 0.95)
@@ -171,13 +191,13 @@ def test_budget_below_the_best_passage_cuts_it_at_a_token_boundary_and_flags_it(
     assert result.dropped == [other]
 
 
-def test_a_cut_merged_span_starts_at_its_most_relevant_member() -> None:
+def test_a_tiny_budget_cuts_the_best_passage_not_the_span_it_shares_with_others() -> None:
     low, best = piece(0, 1200, 0.1), piece(1000, 2500, 0.9)
     result = pack([low, best], budget_tokens=40)
     (kept,) = result.records
     assert kept.start == 1000 and kept.metadata["truncated"]
     assert SOURCE[kept.start : kept.end] == kept.text
-    assert kept.metadata["merged_from"] == 2
+    assert result.dropped == [low]  # merging it would not fit
 
 
 def test_truncation_with_a_tokenizer_that_gives_no_offsets() -> None:

@@ -1,17 +1,17 @@
 """Pack retrieved passages into a token budget: merge overlaps, keep the best, lay them out.
 
 Overlapping chunks (a 512/64 split retrieves neighbours that share 64 tokens) would send the same
-source text twice. ``pack`` first merges passages that overlap or touch in the same source into
-the exact source span, then keeps the most relevant passages that fit the budget, then reorders
-them with :func:`longcontext.context.reorder.reorder`'s strategies.
+source text twice. ``pack`` takes passages from most to least relevant, merges each with the kept
+passages of the same source that it overlaps or touches into the exact source span, keeps it if
+the context still fits the budget, and finally lays the kept passages out with
+:func:`longcontext.context.reorder.reorder`'s strategies.
 """
 
 from __future__ import annotations
 
 import numbers
-from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from longcontext.context.passages import DEFAULT_SCORE_KEY, Passage, as_passage
@@ -48,35 +48,13 @@ class PackResult:
 
 @dataclass(slots=True)
 class _Unit:
-    """A candidate for the context: one passage, or several merged into one source span."""
+    """A piece of the context: one passage, or several merged into one source span."""
 
     passage: Passage
-    rank: int  # best rank among its members
-    first_input: int  # earliest input position among its members, for strategy "none"
-    members: list[int] = field(default_factory=list)  # input positions, most relevant first
-
-
-def _merge(records: Sequence[Passage], rank_of: Sequence[int]) -> list[_Unit]:
-    """Merge passages that overlap or touch in the same source; return units by rank."""
-    units: list[_Unit] = []
-    by_source: dict[Hashable, list[int]] = defaultdict(list)
-    for i, record in enumerate(records):
-        if record.has_span:
-            by_source[record.source].append(i)
-        else:
-            units.append(_Unit(record, rank_of[i], i, [i]))
-    for indices in by_source.values():
-        indices.sort(key=lambda i: (records[i].start, records[i].end))
-        group = [indices[0]]
-        for i in indices[1:]:
-            if _start(records[i]) <= max(_end(records[j]) for j in group):
-                group.append(i)
-            else:
-                units.append(_join(records, rank_of, group))
-                group = [i]
-        units.append(_join(records, rank_of, group))
-    units.sort(key=lambda u: u.rank)
-    return units
+    members: list[int]  # input positions, most relevant first
+    rank: int  # its best member's rank
+    first_input: int  # its earliest member's input position, for strategy "none"
+    cost: int  # tokens of the rendered passage
 
 
 def _start(p: Passage) -> int:
@@ -89,19 +67,21 @@ def _end(p: Passage) -> int:
     return p.end
 
 
-def _join(records: Sequence[Passage], rank_of: Sequence[int], group: list[int]) -> _Unit:
-    """One unit for a group of passages sorted by start: the exact source span they cover."""
-    members = sorted(group, key=lambda i: rank_of[i])
-    if len(group) == 1:
-        i = group[0]
-        return _Unit(records[i], rank_of[i], i, members)
-    first = records[group[0]]
+def _join(pieces: Sequence[Passage], ranks: Sequence[int]) -> Passage:
+    """The exact source span that overlapping or touching pieces of one source cover.
+
+    ``ranks`` orders the pieces by relevance; the merged passage takes the best one's score
+    and metadata. Text shared by two pieces appears once.
+    """
+    if len(pieces) == 1:
+        return pieces[0]
+    by_start = sorted(pieces, key=lambda p: (_start(p), _end(p)))
+    first = by_start[0]
     span_start, span_end, text = _start(first), _end(first), first.text
-    for i in group[1:]:
-        piece = records[i]
+    for piece in by_start[1:]:
         shared = min(span_end, _end(piece)) - _start(piece)
         # Both passages claim these characters of one source; they must agree on them.
-        if text[len(text) - (span_end - _start(piece)) :][:shared] != piece.text[:shared]:
+        if text[_start(piece) - span_start :][:shared] != piece.text[:shared]:
             raise ValueError(
                 f"passages from source {piece.source!r} disagree on characters "
                 f"{_start(piece)}..{_start(piece) + shared}; passages with one source id must be "
@@ -110,17 +90,64 @@ def _join(records: Sequence[Passage], rank_of: Sequence[int], group: list[int]) 
         if _end(piece) > span_end:
             text += piece.text[span_end - _start(piece) :]
             span_end = _end(piece)
-    best = records[members[0]]
-    merged = Passage(
+    by_rank = [p for _, p in sorted(zip(ranks, pieces, strict=True), key=lambda rp: rp[0])]
+    best = by_rank[0]
+    return Passage(
         text=text,
         score=best.score,
         source=first.source,
         start=span_start,
         end=span_end,
-        metadata={**best.metadata, "merged_from": len(group)},
-        origin=tuple(o for i in members for o in records[i].origin or (records[i],)),
+        metadata={**best.metadata, "merged_from": len(pieces)},
+        origin=tuple(o for p in by_rank for o in p.origin or (p,)),
     )
-    return _Unit(merged, rank_of[members[0]], min(group), members)
+
+
+class _Context:
+    """The units chosen so far and their cost: rendered tokens plus a separator between units."""
+
+    def __init__(
+        self, tok: Tokenizer, render: Callable[[Passage], str], separator_cost: int
+    ) -> None:
+        self.tok, self.render, self.separator_cost = tok, render, separator_cost
+        self.units: list[_Unit] = []
+        self.pieces: dict[int, Passage] = {}  # input position -> the passage kept for it
+        self.rank_of: dict[int, int] = {}
+
+    def cost(self, units: Sequence[_Unit]) -> int:
+        return sum(u.cost for u in units) + self.separator_cost * max(len(units) - 1, 0)
+
+    def with_piece(self, i: int, piece: Passage, rank: int) -> list[_Unit]:
+        """The units if ``piece`` (input ``i``) joined: merged with the units its span meets."""
+        meets = [
+            u
+            for u in self.units
+            if piece.has_span
+            and u.passage.has_span
+            and u.passage.source == piece.source
+            and _start(u.passage) <= _end(piece)
+            and _start(piece) <= _end(u.passage)
+        ]
+        members = sorted([i, *(m for u in meets for m in u.members)], key=self._rank(i, rank))
+        pieces = [piece if m == i else self.pieces[m] for m in members]
+        ranks = [rank if m == i else self.rank_of[m] for m in members]
+        passage = _join(pieces, ranks)
+        unit = _Unit(
+            passage,
+            members,
+            min(ranks),
+            min(members),
+            self.tok.count(self.render(passage)),
+        )
+        return [u for u in self.units if not any(u is m for m in meets)] + [unit]
+
+    def _rank(self, i: int, rank: int) -> Callable[[int], int]:
+        return lambda m: rank if m == i else self.rank_of[m]
+
+    def keep(self, i: int, piece: Passage, rank: int, units: list[_Unit]) -> None:
+        self.units = units
+        self.pieces[i] = piece
+        self.rank_of[i] = rank
 
 
 def _renderer(template: str | None) -> Callable[[Passage], str]:
@@ -143,20 +170,16 @@ def _renderer(template: str | None) -> Callable[[Passage], str]:
 
 
 def _cut(
-    unit: _Unit,
-    records: Sequence[Passage],
-    budget: int,
-    tok: Tokenizer,
-    render: Callable[[Passage], str],
+    passage: Passage, budget: int, tok: Tokenizer, render: Callable[[Passage], str]
 ) -> Passage:
-    """Cut a unit's passage at a token boundary so that it fits ``budget``; flag it truncated.
+    """Cut a passage at a token boundary so that it fits ``budget``; flag it truncated.
 
     A merged span is cut from where its most relevant member starts, so that member survives.
     """
-    passage, best = unit.passage, records[unit.members[0]]
     offset = 0
+    best = as_passage(passage.origin[0]) if passage.origin else passage
     if passage.start is not None and best.start is not None and best.source == passage.source:
-        offset = best.start - passage.start
+        offset = max(best.start - passage.start, 0)
     text = passage.text[offset:]
 
     def cut_at(chars: int) -> Passage:
@@ -205,16 +228,19 @@ def pack(
 ) -> PackResult:
     """Fit the most relevant passages into ``budget_tokens`` without sending any text twice.
 
-    1. Passages with the same source id whose character spans overlap or touch are merged into
-       one passage whose text is the exact source span (the shared text appears once). Its score
-       is its best member's. Passages without a source id or offsets are never merged.
-    2. Passages are taken from most to least relevant, each kept if its cost still fits the
-       budget; a less relevant passage may fill room a larger one left. A passage costs the
-       tokens of its template-rendered text plus, after the first, one separator's tokens.
-       (The joined text is then checked: tokens merging across a join can only save room, and
-       in the rare opposite case the least relevant passage is dropped.) Without scores, input
-       order is the rank; a None or NaN score ranks lowest, with one warning.
-    3. The kept passages are laid out by ``strategy`` (see :func:`reorder`).
+    1. Passages are taken from most to least relevant: by score, or without scores in input
+       order; a None or NaN score ranks lowest, with one warning.
+    2. A passage that overlaps or touches a kept passage of the same source (same source id,
+       by character offsets) is merged with it into one passage whose text is the exact source
+       span: shared text appears once and costs only what the passage adds. A merged passage
+       has its best member's score and metadata, plus ``merged_from``. Passages without a
+       source id or offsets are never merged.
+    3. The passage is kept if the context still fits: the tokens of every kept passage rendered
+       with the template, plus one separator's tokens between passages. Otherwise it is
+       dropped and a less relevant one may still fill the room. (The joined text is checked at
+       the end: tokens merging across a join can only save room, and in the rare opposite case
+       the least relevant passage goes.)
+    4. The kept passages are laid out by ``strategy`` (see :func:`reorder`).
 
     The most relevant passage is always sent: if it alone exceeds the budget, it is cut at a
     token boundary and its metadata says ``truncated=True``.
@@ -245,51 +271,42 @@ def pack(
     render = _renderer(template)
     records = [as_passage(p, score_key) for p in passages]
     order = rank([r.score for r in records], len(records))
-    rank_of = [0] * len(records)
-    for r, i in enumerate(order):
-        rank_of[i] = r
-    units = _merge(records, rank_of)
 
-    costs = tok.count_many([render(u.passage) for u in units])
-    separator_cost = tok.count(separator)
-    kept: list[_Unit] = []
-    dropped: list[_Unit] = []
-    used = 0
-    for unit, cost in zip(units, costs, strict=True):
-        extra = cost + (separator_cost if kept else 0)
-        if used + extra <= budget_tokens:
-            kept.append(unit)
-            used += extra
-        elif not kept:  # the most relevant passage alone is over budget: cut it
-            unit.passage = _cut(unit, records, budget_tokens, tok, render)
-            kept.append(unit)
-            used = tok.count(render(unit.passage))
+    context = _Context(tok, render, tok.count(separator))
+    not_kept: list[int] = []
+    for r, i in enumerate(order):
+        piece = records[i]
+        units = context.with_piece(i, piece, r)
+        if context.cost(units) > budget_tokens and not context.units:
+            # The most relevant passage alone is over budget: send as much of it as fits.
+            piece = _cut(piece, budget_tokens, tok, render)
+            units = context.with_piece(i, piece, r)
+        if context.cost(units) <= budget_tokens:
+            context.keep(i, piece, r, units)
         else:
-            dropped.append(unit)
+            not_kept.append(i)
 
     # Token counts of joined texts can differ from the sum of the parts; check the real text.
+    kept = sorted(context.units, key=lambda u: u.rank)
     while True:
         laid_out = _lay_out(kept, strategy)
         text = separator.join(render(u.passage) for u in laid_out)
         token_count = tok.count(text)
-        if token_count <= budget_tokens:
+        if token_count <= budget_tokens or not kept:
             break
         if len(kept) > 1:
-            dropped.append(kept.pop())
+            not_kept.extend(kept.pop().members)
         else:
-            over = token_count - budget_tokens
-            budget = tok.count(render(kept[0].passage)) - over
-            kept[0].passage = _cut(kept[0], records, budget, tok, render)
+            kept[0].passage = _cut(kept[0].passage, budget_tokens, tok, render)
 
-    passages_out = [
-        u.passage if u.passage is not records[u.members[0]] else _original(u.passage)
-        for u in laid_out
-    ]
-    dropped.sort(key=lambda u: u.rank)
+    rank_of = {i: r for r, i in enumerate(order)}
     return PackResult(
-        passages=passages_out,
+        passages=[
+            _original(u.passage) if u.passage is records[u.members[0]] else u.passage
+            for u in laid_out
+        ],
         records=[u.passage for u in laid_out],
-        dropped=[_original(records[i]) for u in dropped for i in u.members],
+        dropped=[_original(records[i]) for i in sorted(not_kept, key=rank_of.__getitem__)],
         text=text,
         token_count=token_count,
         budget_tokens=budget_tokens,
