@@ -5,9 +5,8 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
 from conftest import SHARED
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 CORPORA = SHARED / "data" / "corpora"
 

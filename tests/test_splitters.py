@@ -7,6 +7,8 @@ CRLF and NUL for a counter-example.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -37,9 +39,7 @@ TRICKY = [
 ]
 TEXTS = st.one_of(
     st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=400),
-    st.lists(
-        st.one_of(st.sampled_from(TRICKY), st.text(max_size=12)), max_size=80
-    ).map("".join),
+    st.lists(st.one_of(st.sampled_from(TRICKY), st.text(max_size=12)), max_size=80).map("".join),
 )
 SETTINGS = settings(
     max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -66,7 +66,7 @@ def check_chunks(text: str, chunks: list[Chunk], tokenizer: Tokenizer, budget: i
         assert count <= budget
         if "\ufffd" not in text:
             assert "\ufffd" not in chunk.text
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in itertools.pairwise(chunks):
         assert before.start < after.start, "chunks advance"
         assert after.start <= before.end, "no gap between chunks: the text is covered"
 
@@ -79,7 +79,7 @@ def test_token_splitter_invariants(
     overlap = int(size * overlap_ratio)
     chunks = TokenSplitter(tokenizer, chunk_size=size, chunk_overlap=overlap).split(text)
     check_chunks(text, chunks, tokenizer, size)
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in itertools.pairwise(chunks):
         shared = tokenizer.count(text[after.start : before.end])
         # Overlap is the requested token count, give or take the tokens of one character.
         assert shared <= overlap + 4
@@ -101,7 +101,7 @@ def test_aligned_token_splitter_invariants(
 def test_semantic_splitter_invariants(tokenizer: Tokenizer, text: str, size: int) -> None:
     chunks = SemanticSplitter(tokenizer, max_tokens=size).split(text)
     check_chunks(text, chunks, tokenizer, size)
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in itertools.pairwise(chunks):
         assert after.start == before.end, "semantic chunks tile the text without overlap"
 
 
@@ -123,7 +123,7 @@ def test_real_corpora_hold_every_invariant(path) -> None:  # type: ignore[no-unt
     check_chunks(text, token_chunks, tokenizer, 512)
     # All but the last window are full, and neighbours share the requested 64 tokens (+-1).
     assert all(c.token_count >= 500 for c in token_chunks[:-1])
-    for before, after in zip(token_chunks, token_chunks[1:]):
+    for before, after in itertools.pairwise(token_chunks):
         assert abs(tokenizer.count(text[after.start : before.end]) - 64) <= 2
     semantic_chunks = SemanticSplitter(tokenizer, max_tokens=256).split(text)
     check_chunks(text, semantic_chunks, tokenizer, 256)

@@ -1,4 +1,4 @@
-"""The tokenizer adapter: offsets that slice the exact token text, offline tiktoken, clear errors."""
+"""The tokenizer adapter: exact offsets, offline tiktoken, clear errors."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def test_missing_tiktoken_file_names_the_file_and_the_fix(monkeypatch, tmp_path)
     monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})  # forget encodings loaded earlier
     load_tiktoken.cache_clear()
     try:
-        with pytest.raises(RuntimeError, match="9b5ad71b.*TIKTOKEN_CACHE_DIR"):
+        with pytest.raises(RuntimeError, match=r"9b5ad71b.*TIKTOKEN_CACHE_DIR"):
             load_tiktoken("cl100k_base")
     finally:
         load_tiktoken.cache_clear()
