@@ -67,8 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from longcontext.rag import RagError
-    from longcontext.rag import pipeline
+    from longcontext.rag import RagError, pipeline
 
     if args.budget is not None and args.budget < 1:
         raise UsageError(f"--budget must be at least 1 token, got {args.budget}")
