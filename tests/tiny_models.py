@@ -118,14 +118,18 @@ def _shape(tokenizer: Any) -> dict[str, Any]:
     }
 
 
-def make_tiny_llama(path: str | Path) -> Path:
-    """Save a tiny random ``LlamaForCausalLM`` and its tokenizer into ``path``; return the path."""
+def make_tiny_llama(path: str | Path, **config: Any) -> Path:
+    """Save a tiny random ``LlamaForCausalLM`` and its tokenizer into ``path``; return the path.
+
+    ``config`` overrides fields of the ``LlamaConfig`` (e.g. ``hidden_size=128`` for a model of
+    another shape).
+    """
     from transformers import LlamaConfig
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = make_tokenizer(path)
-    return _save_model(LlamaConfig(**_shape(tokenizer)), path)
+    return _save_model(LlamaConfig(**{**_shape(tokenizer), **config}), path)
 
 
 def make_tiny_qwen2(path: str | Path) -> Path:
