@@ -404,7 +404,7 @@ def _resolve_window(
                 f"context_length={context_length} disagrees with rope.target_context="
                 f"{rope.target_context}; pass one of them"
             )
-        return rope, rope.target_context
+        return rope, _target(rope)
     if not isinstance(rope, str):
         raise TypeError(f"rope must be a method name or a RopeScaling, got {type(rope).__name__}")
     if rope not in RopeScaling.METHODS:
@@ -422,7 +422,12 @@ def _resolve_window(
         return None, context_length
     scaling = RopeScaling.for_target(config, context_length, rope)
     logger.info("RoPE scaling %r: %d -> %d tokens", rope, window, scaling.target_context)
-    return scaling, scaling.target_context
+    return scaling, _target(scaling)
+
+
+def _target(rope: RopeScaling) -> int:
+    assert rope.target_context is not None  # RopeScaling settles it at construction
+    return rope.target_context
 
 
 def choose_backend(backend: BackendName) -> Literal["vllm", "transformers"]:

@@ -92,7 +92,8 @@ class TransformersBackend:
         dtype: ``"auto"`` or a torch dtype name.
         trust_remote_code: passed to ``from_pretrained`` as given.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; default: CUDA when there is one.
-        attn_implementation: force one attention implementation instead of the best that loads.
+        attn_implementation: one attention implementation, or several to try in order, instead
+            of the best that loads (``flash_attention_2``, then ``sdpa``, then ``eager``).
         **model_kwargs: passed to ``AutoModelForCausalLM.from_pretrained``.
     """
 
@@ -107,7 +108,7 @@ class TransformersBackend:
         dtype: str = "auto",
         trust_remote_code: bool = False,
         device: str | None = None,
-        attn_implementation: str | None = None,
+        attn_implementation: str | Sequence[str] | None = None,
         **model_kwargs: Any,
     ) -> None:
         from transformers import AutoConfig
@@ -118,11 +119,10 @@ class TransformersBackend:
         config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
         if rope is not None:  # rope_parameters with rope_theta kept, and the scaled window
             config = rope.apply_to_hf_config(config)
-        candidates = (
-            [attn_implementation]
-            if attn_implementation
-            else attention_candidates(self.device, self.dtype)
-        )
+        if isinstance(attn_implementation, str):
+            candidates: Sequence[str] = [attn_implementation]
+        else:
+            candidates = attn_implementation or attention_candidates(self.device, self.dtype)
         self.model, self.attn_implementation = self._load(
             model, config, candidates, trust_remote_code, model_kwargs
         )
@@ -158,7 +158,7 @@ class TransformersBackend:
             logger.info(
                 "transformers backend: %s on %s, %s", implementation, self.device, self.dtype
             )
-            return loaded.to(self.device).eval(), implementation
+            return loaded.to(self.device).eval(), implementation  # type: ignore[arg-type]
         raise RuntimeError(f"could not load {model!r} with any attention implementation: {errors}")
 
     def _generate_kwargs(self, options: SamplingOptions) -> dict[str, Any]:
@@ -258,23 +258,27 @@ class TransformersBackend:
                     )
             except BaseException as error:  # re-raised in the reader's thread below
                 errors.append(error)
-                streamer.end()
+                streamer.end()  # type: ignore[no-untyped-call]
 
         thread = threading.Thread(target=run, name="longcontext-generate", daemon=True)
         thread.start()
         scanner = StopScanner(options.stop)
+        ended = False
         try:
             for delta in streamer:
                 if text := scanner.feed(delta):
                     yield text
                 if scanner.stopped:
                     break
+            else:
+                ended = True
             if tail := scanner.flush():
                 yield tail
         finally:
             cancelled.event.set()
-            for _ in streamer:  # drain so the generating thread never blocks on a full queue
-                pass
+            if not ended:  # read to the end signal so the generating thread can finish
+                for _ in streamer:
+                    pass
             thread.join()
         if errors:
             raise errors[0]
@@ -293,7 +297,7 @@ class TransformersBackend:
             while (delta := await asyncio.to_thread(next, iterator, done)) is not done:
                 yield str(delta)
         finally:
-            await asyncio.to_thread(iterator.close)
+            await asyncio.to_thread(iterator.close)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         """Drop the model so its memory can be freed."""
