@@ -56,7 +56,7 @@ def _walk(root: Path, exclude: Path | None) -> Iterator[Path]:
             continue
         if path.is_dir():
             yield from _walk(path, exclude)
-        elif path.is_file():
+        elif path.is_file() or path.is_symlink():  # a broken link is reported as unreadable
             yield path
 
 
