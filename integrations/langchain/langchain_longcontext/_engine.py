@@ -1,0 +1,139 @@
+"""Settings shared by ``ChatLongContext`` and ``LongContextLLM``: which model, how to sample.
+
+The wrappers hold no logic of their own: they build one ``longcontext.LongContextLLM`` (lazily, on
+first use) or reuse the one passed as ``engine``, and turn LangChain's call arguments into the
+engine's keyword arguments.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from langchain_core.language_models.base import LangSmithParams
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+if TYPE_CHECKING:
+    from longcontext.llm import LongContextLLM
+
+# Per-call keyword arguments (``invoke(..., max_tokens=8)``, ``bind(temperature=0.7)``).
+_SAMPLING = ("max_tokens", "temperature", "top_p", "seed")
+
+
+class EngineSettings(BaseModel):
+    """The model to serve and the default sampling parameters."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
+
+    model: str | None = None
+    """Local path or Hugging Face id of the model (optional when ``engine`` is given)."""
+    context_length: int | None = None
+    """Target context window; larger than the trained one means RoPE scaling."""
+    rope: Any = None
+    """RoPE scaling method (``"linear"``, ``"dynamic"``, ``"yarn"``, ...) or a ``RopeScaling``."""
+    backend: Literal["auto", "vllm", "transformers"] = "auto"
+    """``"vllm"`` on a CUDA machine with vLLM, ``"transformers"`` anywhere; ``"auto"`` picks."""
+    lora: str | None = None
+    """Path of a LoRA / LongLoRA adapter to load on top of ``model``."""
+    dtype: str = "auto"
+    """Weights dtype, e.g. ``"auto"``, ``"bfloat16"``, ``"float32"``."""
+    trust_remote_code: bool = False
+    """Allow the model's own Python code from its repository to run."""
+    truncate: Literal["error", "left", "middle"] = "error"
+    """What to do with a prompt longer than the window: raise, or cut from the left or middle."""
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Extra arguments for the backend, e.g. ``gpu_memory_utilization`` for vLLM."""
+    engine: Any = Field(default=None, exclude=True)
+    """An already loaded ``longcontext.LongContextLLM`` to share between several wrappers."""
+
+    max_tokens: int = 256
+    """Most tokens to generate per call."""
+    temperature: float = 0.0
+    """Sampling temperature; 0 is greedy decoding."""
+    top_p: float = 1.0
+    """Nucleus sampling probability mass."""
+    seed: int | None = None
+    """Random seed for sampling, for reproducible samples."""
+    stop: list[str] | None = None
+    """Default stop sequences; the text ends before the first one generated."""
+
+    _client: LongContextLLM | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _model_or_engine(self) -> EngineSettings:
+        if self.model is None and self.engine is None:
+            raise ValueError(
+                "no model given: pass model='path/or/hf-id' or "
+                "engine=longcontext.LongContextLLM(...)"
+            )
+        if self.model is None:
+            self.model = str(getattr(self.engine, "model", type(self.engine).__name__))
+        return self
+
+    @property
+    def client(self) -> LongContextLLM:
+        """The engine: the shared ``engine`` if given, else one loaded on first use and kept."""
+        if self.engine is not None:
+            return self.engine  # type: ignore[no-any-return]
+        if self._client is None:
+            from longcontext.llm import LongContextLLM
+
+            self._client = LongContextLLM(
+                str(self.model),
+                context_length=self.context_length,
+                rope=self.rope,
+                backend=self.backend,
+                lora=self.lora,
+                dtype=self.dtype,
+                trust_remote_code=self.trust_remote_code,
+                truncate=self.truncate,
+                **self.engine_kwargs,
+            )
+        return self._client
+
+    def sampling(self, stop: list[str] | None, overrides: dict[str, Any]) -> dict[str, Any]:
+        """Engine keyword arguments for one call: the defaults, then the call's own values."""
+        unknown = sorted(set(overrides) - {*_SAMPLING, "model"})
+        if unknown:
+            raise TypeError(
+                f"unsupported generation arguments {unknown}: {type(self).__name__} accepts "
+                f"{', '.join(_SAMPLING)} and stop"
+            )
+        requested = overrides.get("model", self.model)
+        if requested != self.model:
+            raise ValueError(
+                f"model={requested!r} asked for at call time, but this wrapper serves "
+                f"{self.model!r}: create another {type(self).__name__} for a second model"
+            )
+        params = {name: overrides.get(name, getattr(self, name)) for name in _SAMPLING}
+        params["stop"] = stop if stop is not None else self.stop
+        return params
+
+    def ls_params(
+        self, model_type: Literal["chat", "llm"], stop: list[str] | None, **kwargs: Any
+    ) -> LangSmithParams:
+        """LangSmith tracing parameters, honouring per-call overrides."""
+        params = LangSmithParams(
+            ls_provider="longcontext",
+            ls_model_name=str(kwargs.get("model", self.model)),
+            ls_model_type=model_type,
+            ls_temperature=kwargs.get("temperature", self.temperature),
+            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
+        )
+        stops = stop if stop is not None else self.stop
+        if stops:
+            params["ls_stop"] = stops
+        return params
+
+    def identifying_params(self) -> dict[str, Any]:
+        """What makes two wrappers give the same output for the same input (for caches, traces)."""
+        return {
+            "model": self.model,
+            "context_length": self.context_length,
+            "rope": str(self.rope) if self.rope is not None else None,
+            "backend": self.backend,
+            "lora": self.lora,
+            "dtype": self.dtype,
+            "truncate": self.truncate,
+            **{name: getattr(self, name) for name in _SAMPLING},
+            "stop": self.stop,
+        }

@@ -1,0 +1,285 @@
+"""``LongContextLLM``: a LlamaIndex LLM over ``longcontext.LongContextLLM``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+    TextBlock,
+)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.llm import LLM
+
+if TYPE_CHECKING:
+    from longcontext.llm import Generation
+    from longcontext.llm import LongContextLLM as Engine
+
+_ROLES = {
+    MessageRole.SYSTEM: "system",
+    MessageRole.DEVELOPER: "system",
+    MessageRole.USER: "user",
+    MessageRole.ASSISTANT: "assistant",
+    MessageRole.CHATBOT: "assistant",
+    MessageRole.MODEL: "assistant",
+}
+
+
+def to_role_dicts(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+    """LlamaIndex chat messages as ``{"role", "content"}`` dicts for the model's chat template.
+
+    Raises:
+        ValueError: for tool and function messages or non-text blocks (images, audio, documents),
+            which these text-only models cannot take.
+    """
+    converted = []
+    for message in messages:
+        role = _ROLES.get(message.role)
+        if role is None:
+            raise ValueError(
+                f"a {message.role.value!r} message is not supported: LongContextLLM takes system, "
+                "user and assistant messages (it has no tool calling)"
+            )
+        texts = []
+        for block in message.blocks:
+            if not isinstance(block, TextBlock):
+                raise ValueError(
+                    f"a {type(block).__name__} in a {message.role.value} message is not "
+                    "supported: LongContextLLM takes text only"
+                )
+            texts.append(block.text)
+        converted.append({"role": role, "content": "".join(texts)})
+    return converted
+
+
+def _usage(generation: Generation) -> dict[str, int]:
+    return {
+        "prompt_tokens": generation.prompt_tokens,
+        "completion_tokens": generation.completion_tokens,
+        "total_tokens": generation.prompt_tokens + generation.completion_tokens,
+    }
+
+
+class LongContextLLM(LLM):
+    """A local model stretched past its training window, as a LlamaIndex LLM.
+
+    Served by ``longcontext.LongContextLLM`` (vLLM on a CUDA machine, transformers anywhere, RoPE
+    scaling and LongLoRA adapters). ``metadata.context_window`` is the real, scaled window, so
+    LlamaIndex's prompt helper packs as much retrieved context as the model can take; chat goes
+    through the model's own chat template.
+
+    Example:
+        ```python
+        from llama_index.core import Settings
+        from llama_index.llms.longcontext import LongContextLLM
+
+        Settings.llm = LongContextLLM(model="meta-llama/Llama-3.1-8B-Instruct",
+                                      context_length=262_144, rope="yarn", max_tokens=512)
+        ```
+
+    Several wrappers can share one loaded model: ``LongContextLLM(engine=engine)`` with an
+    ``engine = longcontext.LongContextLLM(...)``.
+    """
+
+    model: str | None = Field(
+        default=None, description="Local path or Hugging Face id (optional with engine)."
+    )
+    context_length: int | None = Field(
+        default=None, description="Target window; larger than the trained one means RoPE scaling."
+    )
+    rope: Any = Field(
+        default=None, description="RoPE scaling method ('linear', 'yarn', ...) or a RopeScaling."
+    )
+    backend: Literal["auto", "vllm", "transformers"] = Field(
+        default="auto", description="Inference backend; 'auto' picks vLLM when CUDA is there."
+    )
+    lora: str | None = Field(default=None, description="Path of a LoRA / LongLoRA adapter.")
+    dtype: str = Field(default="auto", description="Weights dtype, e.g. 'auto', 'bfloat16'.")
+    trust_remote_code: bool = Field(
+        default=False, description="Allow the model repository's own Python code to run."
+    )
+    truncate: Literal["error", "left", "middle"] = Field(
+        default="error", description="A prompt over the window: raise, or cut left or middle."
+    )
+    engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Extra backend arguments (e.g. gpu_memory_utilization)."
+    )
+    engine: Any = Field(
+        default=None, exclude=True, description="A loaded longcontext.LongContextLLM to share."
+    )
+    max_tokens: int = Field(default=256, gt=0, description="Most tokens to generate per call.")
+    temperature: float = Field(default=0.0, ge=0.0, description="0 is greedy decoding.")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    seed: int | None = Field(default=None, description="Random seed for sampling.")
+    stop: list[str] | None = Field(default=None, description="Stop sequences.")
+
+    _client: Engine | None = PrivateAttr(default=None)
+
+    def __init__(self, **data: Any) -> None:
+        if data.get("model") is None and data.get("engine") is None:
+            raise ValueError(
+                "no model given: pass model='path/or/hf-id' or "
+                "engine=longcontext.LongContextLLM(...)"
+            )
+        if data.get("model") is None:
+            data["model"] = str(getattr(data["engine"], "model", type(data["engine"]).__name__))
+        super().__init__(**data)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "LongContextLLM"
+
+    @property
+    def client(self) -> Engine:
+        """The engine: the shared ``engine`` if given, else one loaded on first use and kept."""
+        if self.engine is not None:
+            return self.engine  # type: ignore[no-any-return]
+        if self._client is None:
+            from longcontext.llm import LongContextLLM as Engine
+
+            self._client = Engine(
+                str(self.model),
+                context_length=self.context_length,
+                rope=self.rope,
+                backend=self.backend,
+                lora=self.lora,
+                dtype=self.dtype,
+                trust_remote_code=self.trust_remote_code,
+                truncate=self.truncate,
+                **self.engine_kwargs,
+            )
+        return self._client
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        """The model's real (scaled) window, the completion budget, and chat support."""
+        return LLMMetadata(
+            context_window=self.client.context_window,
+            num_output=self.max_tokens,
+            is_chat_model=True,
+            model_name=str(self.model),
+        )
+
+    def _sampling(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """Engine keyword arguments: the defaults, then the call's own values."""
+        names = ("max_tokens", "temperature", "top_p", "seed", "stop")
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise TypeError(
+                f"unsupported generation arguments {unknown}: LongContextLLM accepts "
+                f"{', '.join(names)}"
+            )
+        return {name: overrides.get(name, getattr(self, name)) for name in names}
+
+    def _prompt(self, prompt: str, formatted: bool) -> str:
+        if formatted or self.completion_to_prompt is None:
+            return prompt
+        return self.completion_to_prompt(prompt)
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Complete ``prompt`` as raw text (no chat template)."""
+        [generation] = self.client.generate(
+            [self._prompt(prompt, formatted)], **self._sampling(kwargs)
+        )
+        return CompletionResponse(
+            text=generation.text, raw=generation, additional_kwargs=_usage(generation)
+        )
+
+    @llm_completion_callback()
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
+        """Stream the completion: each response holds the text so far and its delta."""
+        pieces = self.client.stream(self._prompt(prompt, formatted), **self._sampling(kwargs))
+
+        def gen() -> CompletionResponseGen:
+            text = ""
+            for piece in pieces:
+                text += piece
+                yield CompletionResponse(text=text, delta=piece)
+
+        return gen()
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Answer the conversation through the model's chat template."""
+        generation = self.client.chat(to_role_dicts(messages), **self._sampling(kwargs))
+        return self._chat_response(generation)
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        """Stream the answer: each response holds the message so far and its delta."""
+        pieces = self.client.stream_chat(to_role_dicts(messages), **self._sampling(kwargs))
+
+        def gen() -> ChatResponseGen:
+            text = ""
+            for piece in pieces:
+                text += piece
+                message = ChatMessage(role=MessageRole.ASSISTANT, content=text)
+                yield ChatResponse(message=message, delta=piece)
+
+        return gen()
+
+    @llm_completion_callback()
+    async def acomplete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponse:
+        """Async ``complete``, on the engine's own async path."""
+        prompts = [self._prompt(prompt, formatted)]
+        [generation] = await self.client.agenerate(prompts, **self._sampling(kwargs))
+        return CompletionResponse(
+            text=generation.text, raw=generation, additional_kwargs=_usage(generation)
+        )
+
+    @llm_completion_callback()
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        """Async ``stream_complete``, on the engine's own async stream."""
+        pieces = self.client.astream(self._prompt(prompt, formatted), **self._sampling(kwargs))
+
+        async def gen() -> CompletionResponseAsyncGen:
+            text = ""
+            async for piece in pieces:
+                text += piece
+                yield CompletionResponse(text=text, delta=piece)
+
+        return gen()
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Async ``chat``, on the engine's own async path."""
+        role_dicts = to_role_dicts(messages)
+        generation = await self.client.achat(role_dicts, **self._sampling(kwargs))
+        return self._chat_response(generation)
+
+    @llm_chat_callback()
+    async def astream_chat(
+        self, messages: Sequence[ChatMessage], **kwargs: Any
+    ) -> ChatResponseAsyncGen:
+        """Async ``stream_chat``, on the engine's own async stream."""
+        pieces = self.client.astream_chat(to_role_dicts(messages), **self._sampling(kwargs))
+
+        async def gen() -> ChatResponseAsyncGen:
+            text = ""
+            async for piece in pieces:
+                text += piece
+                message = ChatMessage(role=MessageRole.ASSISTANT, content=text)
+                yield ChatResponse(message=message, delta=piece)
+
+        return gen()
+
+    def _chat_response(self, generation: Generation) -> ChatResponse:
+        message = ChatMessage(role=MessageRole.ASSISTANT, content=generation.text)
+        return ChatResponse(message=message, raw=generation, additional_kwargs=_usage(generation))
