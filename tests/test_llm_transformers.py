@@ -1,0 +1,177 @@
+"""Real generation and streaming on CPU through the transformers backend, with tiny models."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tiny_models import tiny_llama_dir, tiny_qwen2_dir  # noqa: F401 - pytest fixtures
+
+from longcontext.llm import Generation, LongContextLLM
+from longcontext.llm.backends.transformers import attention_candidates
+
+PROMPTS = ["Romeo, Romeo, wherefore art thou", "But soft, what light"]
+MESSAGES = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "Who is Juliet?"},
+]
+
+
+@pytest.fixture(scope="module")
+def llm(tiny_llama_dir: Path) -> LongContextLLM:  # noqa: F811
+    return LongContextLLM(tiny_llama_dir, backend="transformers")
+
+
+def test_backend_and_window(llm: LongContextLLM) -> None:
+    assert llm.backend_name == "transformers"
+    assert llm.context_window == 2048  # the tiny model's max_position_embeddings
+    assert llm.rope is None
+    assert llm._backend.attn_implementation == "sdpa"  # type: ignore[attr-defined]
+
+
+def test_greedy_generation_is_deterministic_and_counts_tokens(llm: LongContextLLM) -> None:
+    first = llm.generate(PROMPTS[0], max_tokens=6)
+    again = llm.generate(PROMPTS[0], max_tokens=6)
+    assert first == again
+    (gen,) = first
+    assert isinstance(gen, Generation)
+    assert gen.prompt_tokens == llm.count_tokens(PROMPTS[0])
+    assert gen.completion_tokens == 6
+    assert gen.finish_reason == "length"
+    assert gen.text
+
+
+def test_left_padded_batch_matches_single_prompts(llm: LongContextLLM) -> None:
+    batch = llm.generate(PROMPTS, max_tokens=6)
+    singles = [llm.generate(p, max_tokens=6)[0] for p in PROMPTS]
+    assert llm.count_tokens(PROMPTS[0]) != llm.count_tokens(PROMPTS[1])  # padding is exercised
+    assert batch == singles
+
+
+def test_stream_yields_the_same_text_as_generate(llm: LongContextLLM) -> None:
+    deltas = list(llm.stream(PROMPTS[1], max_tokens=8))
+    assert len(deltas) > 1
+    assert "".join(deltas) == llm.generate(PROMPTS[1], max_tokens=8)[0].text
+
+
+def test_chat_goes_through_the_chat_template(llm: LongContextLLM) -> None:
+    rendered = llm.apply_chat_template(MESSAGES)
+    assert rendered.startswith("<|begin|><|system|>\nYou are terse.<|end|>")
+    assert rendered.endswith("<|assistant|>\n")
+    answer = llm.chat(MESSAGES, max_tokens=5)
+    assert answer.prompt_tokens == llm.count_tokens(MESSAGES)
+    assert llm.count_tokens(MESSAGES) > llm.count_tokens("You are terse.Who is Juliet?")
+    assert "".join(llm.stream_chat(MESSAGES, max_tokens=5)) == answer.text
+
+
+def _stop_inside(text: str) -> str:
+    """A piece of ``text`` that starts after its first character, to use as a stop sequence."""
+    for size in (3, 2):
+        for start in range(1, len(text) - size + 1):
+            piece = text[start : start + size]
+            if piece.strip() and text.find(piece) == start and "\ufffd" not in piece:
+                return piece
+    pytest.fail(f"no usable stop sequence inside {text!r}")
+
+
+def test_stop_sequences_cut_the_output(llm: LongContextLLM) -> None:
+    free = llm.generate(PROMPTS[0], max_tokens=16)[0].text
+    stop = _stop_inside(free)
+    expected = free[: free.index(stop)]
+    (stopped,) = llm.generate(PROMPTS[0], max_tokens=16, stop=[stop])
+    assert stopped.text == expected
+    assert stopped.finish_reason == "stop"
+    assert stopped.completion_tokens < 16
+    assert "".join(llm.stream(PROMPTS[0], max_tokens=16, stop=[stop])) == expected
+
+
+def test_seeded_sampling_repeats(llm: LongContextLLM) -> None:
+    kwargs: dict[str, Any] = {"max_tokens": 8, "temperature": 1.0, "top_p": 0.9}
+    a = llm.generate(PROMPTS[0], seed=7, **kwargs)
+    b = llm.generate(PROMPTS[0], seed=7, **kwargs)
+    assert a == b
+    others = {llm.generate(PROMPTS[0], seed=s, **kwargs)[0].text for s in range(8, 12)}
+    assert len(others | {a[0].text}) > 1  # sampling does sample
+
+
+async def test_async_forms_match_sync(llm: LongContextLLM) -> None:
+    assert await llm.agenerate(PROMPTS, max_tokens=5) == llm.generate(PROMPTS, max_tokens=5)
+    assert await llm.achat(MESSAGES, max_tokens=5) == llm.chat(MESSAGES, max_tokens=5)
+    deltas = [d async for d in llm.astream(PROMPTS[0], max_tokens=6)]
+    assert "".join(deltas) == llm.generate(PROMPTS[0], max_tokens=6)[0].text
+    chat_deltas = [d async for d in llm.astream_chat(MESSAGES, max_tokens=6)]
+    assert "".join(chat_deltas) == llm.chat(MESSAGES, max_tokens=6).text
+
+
+def test_abandoned_stream_stops_the_generating_thread(llm: LongContextLLM) -> None:
+    import threading
+
+    stream = llm.stream(PROMPTS[0], max_tokens=2000)
+    next(stream)
+    stream.close()  # runs the generator's cleanup: cancel and join the thread
+    assert not [t for t in threading.enumerate() if t.name == "longcontext-generate"]
+
+
+def test_yarn_scaled_qwen2_generates(tiny_qwen2_dir: Path) -> None:  # noqa: F811
+    llm = LongContextLLM(tiny_qwen2_dir, context_length=8192, rope="yarn", backend="transformers")
+    assert llm.context_window == 8192
+    assert llm.rope is not None and llm.rope.factor == 4.0
+    config = llm._backend.model.config  # type: ignore[attr-defined]
+    assert config.rope_parameters["rope_type"] == "yarn"
+    assert config.rope_parameters["rope_theta"] == 500_000.0  # theta kept
+    assert config.rope_parameters["factor"] == 4.0
+    import torch
+
+    rotary = llm._backend.model.model.rotary_emb  # type: ignore[attr-defined]
+    expected, attention = llm.rope.inv_freq(head_dim=32)
+    torch.testing.assert_close(rotary.inv_freq, expected)  # the model runs the scaled rotary
+    assert rotary.attention_scaling == pytest.approx(attention)
+    assert attention > 1.0  # YaRN's magnitude correction is on
+    assert llm.generate(PROMPTS[0], max_tokens=6)[0].completion_tokens == 6
+
+
+def test_attention_falls_back_when_flash_attention_cannot_load(
+    tiny_llama_dir: Path,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import torch
+
+    assert attention_candidates("cpu", torch.float32) == ["sdpa", "eager"]
+    with caplog.at_level(logging.WARNING):
+        llm = LongContextLLM(
+            tiny_llama_dir,
+            backend="transformers",
+            attn_implementation=["flash_attention_2", "eager"],
+        )
+    assert llm._backend.attn_implementation == "eager"  # type: ignore[attr-defined]
+    assert "flash_attention_2" in caplog.text
+    assert llm.generate(PROMPTS[0], max_tokens=4)[0].completion_tokens == 4
+
+
+def test_auto_picks_transformers_without_cuda_and_says_why(
+    tiny_llama_dir: Path,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device, so auto would pick vLLM")
+    with caplog.at_level(logging.INFO, logger="longcontext"):
+        llm = LongContextLLM(tiny_llama_dir)
+    assert llm.backend_name == "transformers"
+    assert "no CUDA device" in caplog.text or "not installed" in caplog.text
+
+
+def test_light_import() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, longcontext\n"
+        "from longcontext.llm import LongContextLLM\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'vllm') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
