@@ -165,7 +165,8 @@ def report(total_bytes: int, runs: int) -> tuple[str, str]:
             continue
         spread = (max(c.times) - min(c.times)) / statistics.median(c.times)
         note = "; ".join(x for x in (c.note, f"spread {spread:.0%}") if x)
-        rows.append([c.name, f"{rate(c):.2f}", f"{rate(c) / floor:.2f}x", c.chunks, note])
+        chunks = "—" if c.kind == "floor" else c.chunks
+        rows.append([c.name, f"{rate(c):.2f}", f"{rate(c) / floor:.2f}x", chunks, note])
     table = markdown_table(["chunker", "MB/s", "vs floor", "chunks", "notes"], rows)
 
     by_name = {c.name: c for c in CONTENDERS}
@@ -195,7 +196,7 @@ def report(total_bytes: int, runs: int) -> tuple[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=7, help="timed runs per chunker (>= 5)")
+    parser.add_argument("--runs", type=int, default=11, help="timed runs per chunker (>= 5)")
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     if args.runs < 5:
