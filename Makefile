@@ -7,6 +7,8 @@ UV := $(BIN)/uv
 SHARED ?= ../shared
 export TIKTOKEN_CACHE_DIR ?= $(abspath $(SHARED))/data/tokenizers/tiktoken
 export HF_HUB_OFFLINE ?= 1
+# nltk (used by llama-index) refuses hard-linked data files, which uv creates by default.
+export UV_LINK_MODE ?= copy
 export TRANSFORMERS_OFFLINE ?= 1
 
 .PHONY: install run test lint
