@@ -175,3 +175,31 @@ def test_light_import() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_gpu_smoke_script_parses_and_runs_its_pipeline_on_cpu(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """scripts/gpu_smoke.py is meant for a GPU; --tiny --device cpu runs the same code path."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_smoke.py"
+    helped = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, check=True
+    )
+    assert "--sizes" in helped.stdout and "--layers" in helped.stdout
+    spec = importlib.util.spec_from_file_location("gpu_smoke", script)
+    assert spec is not None and spec.loader is not None
+    gpu_smoke = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_smoke"] = gpu_smoke  # dataclasses look their module up there
+    spec.loader.exec_module(gpu_smoke)
+    argv = ["--tiny", "--device", "cpu", "--dtype", "float32", "--layers", "2"]
+    argv += ["--sizes", "150,300", "--decode-tokens", "4", "--attention", "sdpa", "--skip-vllm"]
+    assert gpu_smoke.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "YaRN factor 4: window 128 -> 512" in out
+    assert "rotary inv_freq on cpu == CPU" in out
+    rows = [line for line in out.splitlines() if line.startswith("| transformers | sdpa |")]
+    assert [row.split("|")[3].strip() for row in rows] == ["149", "299"]
