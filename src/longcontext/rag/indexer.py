@@ -224,8 +224,3 @@ def _split(
         for source, chunks in zip(files, split)
     }
 
-
-def fingerprint_of(index_path: str | Path) -> EmbeddingsFingerprint | None:
-    """The embeddings an index was built with, or None when there is no index there."""
-    manifest = read_manifest(Path(index_path))
-    return None if manifest is None else EmbeddingsFingerprint(**manifest["embeddings"])
