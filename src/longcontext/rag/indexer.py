@@ -11,7 +11,6 @@ import numpy as np
 from longcontext.rag.corpus import SourceFile, read_corpus
 from longcontext.rag.embeddings import (
     Embedder,
-    EmbeddingsFingerprint,
     canonical_name,
     load_embedder,
 )
@@ -223,4 +222,3 @@ def _split(
         ]
         for source, chunks in zip(files, split)
     }
-
