@@ -6,10 +6,8 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 SHARED ?= ../shared
 export TIKTOKEN_CACHE_DIR ?= $(abspath $(SHARED))/data/tokenizers/tiktoken
-export HF_HUB_OFFLINE ?= 1
 # nltk (used by llama-index) refuses hard-linked data files, which uv creates by default.
 export UV_LINK_MODE ?= copy
-export TRANSFORMERS_OFFLINE ?= 1
 
 .PHONY: install run test lint
 
@@ -37,6 +35,9 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Tests never download: models and tokenizers come from fixtures and ../shared.
+test: export HF_HUB_OFFLINE = 1
+test: export TRANSFORMERS_OFFLINE = 1
 test: lint
 	$(BIN)/python -m pytest -q
 	$(BIN)/mkdocs build --strict -q -d $(VENV)/site
