@@ -164,8 +164,8 @@ def test_streaming_flag_routes_invoke_through_the_stream(chat: ChatLongContext) 
     from langchain_core.callbacks import BaseCallbackHandler
 
     class Collect(BaseCallbackHandler):
-        def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-            tokens.append(token)
+        def on_llm_new_token(self, token: Any, **kwargs: Any) -> None:
+            tokens.append(str(token))
 
     result = streaming.invoke("Hello", config={"callbacks": [Collect()]})
     assert result.content == chat.invoke("Hello").content
@@ -299,6 +299,16 @@ def test_the_engine_is_built_lazily_once(tiny_llama_dir: Path) -> None:  # noqa:
 def test_no_model_and_no_engine_is_an_error() -> None:
     with pytest.raises(ValidationError, match="pass model="):
         ChatLongContext()
+
+
+def test_a_shared_engine_keeps_its_own_loading_settings(engine: Engine) -> None:
+    with pytest.raises(ValidationError, match="context_length, rope given together with engine="):
+        ChatLongContext(engine=engine, context_length=8192, rope="yarn")
+    with pytest.raises(ValidationError, match="but the engine serves"):
+        ChatLongContext(engine=engine, model="meta-llama/Llama-3.1-8B-Instruct")
+    assert ChatLongContext(engine=engine, model=engine.model).client is engine
+    with pytest.raises(ValidationError, match="instance of LongContextLLM"):
+        ChatLongContext(engine="not an engine")
 
 
 def test_tool_messages_and_images_are_refused(chat: ChatLongContext) -> None:

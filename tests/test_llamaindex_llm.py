@@ -197,6 +197,14 @@ def test_no_model_and_no_engine_is_an_error() -> None:
         LongContextLLM()
 
 
+def test_a_shared_engine_keeps_its_own_loading_settings(engine: Engine) -> None:
+    with pytest.raises(ValueError, match="context_length, rope given together with engine="):
+        LongContextLLM(engine=engine, context_length=8192, rope="yarn")
+    with pytest.raises(ValueError, match="but the engine serves"):
+        LongContextLLM(engine=engine, model="meta-llama/Llama-3.1-8B-Instruct")
+    assert LongContextLLM(engine=engine, model=engine.model).client is engine
+
+
 def test_tool_messages_and_images_are_refused(llm: LongContextLLM) -> None:
     with pytest.raises(ValueError, match="'tool' message is not supported"):
         llm.chat([ChatMessage(role=MessageRole.TOOL, content="42")])

@@ -7,16 +7,28 @@ engine's keyword arguments.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from langchain_core.language_models.base import LangSmithParams
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-if TYPE_CHECKING:
-    from longcontext.llm import LongContextLLM
+# Light: the engine module imports torch and transformers only when a model is loaded.
+from longcontext.llm import LongContextLLM
+from longcontext.llm.engine import resolve_model
 
 # Per-call keyword arguments (``invoke(..., max_tokens=8)``, ``bind(temperature=0.7)``).
 _SAMPLING = ("max_tokens", "temperature", "top_p", "seed")
+# How the engine is loaded; a shared ``engine`` was loaded with its own, so these stay unset.
+_LOADING: dict[str, Any] = {
+    "context_length": None,
+    "rope": None,
+    "backend": "auto",
+    "lora": None,
+    "dtype": "auto",
+    "trust_remote_code": False,
+    "truncate": "error",
+    "engine_kwargs": {},
+}
 
 
 class EngineSettings(BaseModel):
@@ -42,7 +54,7 @@ class EngineSettings(BaseModel):
     """What to do with a prompt longer than the window: raise, or cut from the left or middle."""
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra arguments for the backend, e.g. ``gpu_memory_utilization`` for vLLM."""
-    engine: Any = Field(default=None, exclude=True)
+    engine: LongContextLLM | None = Field(default=None, exclude=True)
     """An already loaded ``longcontext.LongContextLLM`` to share between several wrappers."""
 
     max_tokens: int = 256
@@ -60,23 +72,34 @@ class EngineSettings(BaseModel):
 
     @model_validator(mode="after")
     def _model_or_engine(self) -> EngineSettings:
-        if self.model is None and self.engine is None:
+        if self.engine is None:
+            if self.model is None:
+                raise ValueError(
+                    "no model given: pass model='path/or/hf-id' or "
+                    "engine=longcontext.LongContextLLM(...)"
+                )
+            return self
+        clashing = [name for name, default in _LOADING.items() if getattr(self, name) != default]
+        if clashing:
             raise ValueError(
-                "no model given: pass model='path/or/hf-id' or "
-                "engine=longcontext.LongContextLLM(...)"
+                f"{', '.join(clashing)} given together with engine=: a shared engine keeps the "
+                "settings it was loaded with; pass them to longcontext.LongContextLLM(...) instead"
             )
         if self.model is None:
-            self.model = str(getattr(self.engine, "model", type(self.engine).__name__))
+            self.model = self.engine.model
+        elif resolve_model(self.model) != self.engine.model:
+            raise ValueError(
+                f"model={self.model!r} but the engine serves {self.engine.model!r}; "
+                "pass only engine="
+            )
         return self
 
     @property
     def client(self) -> LongContextLLM:
         """The engine: the shared ``engine`` if given, else one loaded on first use and kept."""
         if self.engine is not None:
-            return self.engine  # type: ignore[no-any-return]
+            return self.engine
         if self._client is None:
-            from longcontext.llm import LongContextLLM
-
             self._client = LongContextLLM(
                 str(self.model),
                 context_length=self.context_length,

@@ -17,13 +17,28 @@ from llama_index.core.base.llms.types import (
     MessageRole,
     TextBlock,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, model_validator
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.llm import LLM
 
+# Light: the engine module imports torch and transformers only when a model is loaded.
+from longcontext.llm import LongContextLLM as Engine
+from longcontext.llm.engine import resolve_model
+
 if TYPE_CHECKING:
     from longcontext.llm import Generation
-    from longcontext.llm import LongContextLLM as Engine
+
+# How the engine is loaded; a shared ``engine`` was loaded with its own, so these stay unset.
+_LOADING: dict[str, Any] = {
+    "context_length": None,
+    "rope": None,
+    "backend": "auto",
+    "lora": None,
+    "dtype": "auto",
+    "trust_remote_code": False,
+    "truncate": "error",
+    "engine_kwargs": {},
+}
 
 _ROLES = {
     MessageRole.SYSTEM: "system",
@@ -114,7 +129,7 @@ class LongContextLLM(LLM):
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra backend arguments (e.g. gpu_memory_utilization)."
     )
-    engine: Any = Field(
+    engine: Engine | None = Field(
         default=None, exclude=True, description="A loaded longcontext.LongContextLLM to share."
     )
     max_tokens: int = Field(default=256, gt=0, description="Most tokens to generate per call.")
@@ -125,15 +140,29 @@ class LongContextLLM(LLM):
 
     _client: Engine | None = PrivateAttr(default=None)
 
-    def __init__(self, **data: Any) -> None:
-        if data.get("model") is None and data.get("engine") is None:
+    @model_validator(mode="after")
+    def _model_or_engine(self) -> LongContextLLM:
+        if self.engine is None:
+            if self.model is None:
+                raise ValueError(
+                    "no model given: pass model='path/or/hf-id' or "
+                    "engine=longcontext.LongContextLLM(...)"
+                )
+            return self
+        clashing = [name for name, default in _LOADING.items() if getattr(self, name) != default]
+        if clashing:
             raise ValueError(
-                "no model given: pass model='path/or/hf-id' or "
-                "engine=longcontext.LongContextLLM(...)"
+                f"{', '.join(clashing)} given together with engine=: a shared engine keeps the "
+                "settings it was loaded with; pass them to longcontext.LongContextLLM(...) instead"
             )
-        if data.get("model") is None:
-            data["model"] = str(getattr(data["engine"], "model", type(data["engine"]).__name__))
-        super().__init__(**data)
+        if self.model is None:
+            self.model = self.engine.model
+        elif resolve_model(self.model) != self.engine.model:
+            raise ValueError(
+                f"model={self.model!r} but the engine serves {self.engine.model!r}; "
+                "pass only engine="
+            )
+        return self
 
     @classmethod
     def class_name(cls) -> str:
@@ -143,10 +172,8 @@ class LongContextLLM(LLM):
     def client(self) -> Engine:
         """The engine: the shared ``engine`` if given, else one loaded on first use and kept."""
         if self.engine is not None:
-            return self.engine  # type: ignore[no-any-return]
+            return self.engine
         if self._client is None:
-            from longcontext.llm import LongContextLLM as Engine
-
             self._client = Engine(
                 str(self.model),
                 context_length=self.context_length,
