@@ -58,11 +58,14 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def constraints(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The running environment's versions, so the clean install matches what the tests ran."""
-    pins = sorted(
-        f"{d.metadata['Name']}=={d.version}"
-        for d in metadata.distributions()
-        if d.metadata["Name"] and d.metadata["Name"].lower() not in OURS
-    )
+    # The first distribution of each name is the one imports use; later ones are vendored
+    # copies (setuptools puts its _vendor directory, with an older platformdirs, on sys.path).
+    versions: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name and name not in OURS:
+            versions.setdefault(name, dist.version)
+    pins = sorted(f"{name}=={version}" for name, version in versions.items())
     path = tmp_path_factory.mktemp("pins") / "constraints.txt"
     path.write_text("\n".join(pins) + "\n")
     return path

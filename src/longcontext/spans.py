@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     import tiktoken
 
 IntArray = npt.NDArray[np.int64]
+# Token ids: a list from most tokenizers, a numpy array straight from tiktoken.
+Ids = Sequence[int] | npt.NDArray[np.uint32]
 
 
 class TokenSpans:
@@ -24,7 +26,7 @@ class TokenSpans:
     before token ``k`` falls on a character boundary exactly when ``ends[k-1] <= starts[k]``.
     """
 
-    def __init__(self, ids: Sequence[int], starts: IntArray, ends: IntArray) -> None:
+    def __init__(self, ids: Ids, starts: IntArray, ends: IntArray) -> None:
         self.ids = ids
         self._starts = starts
         self._ends = ends
@@ -69,7 +71,7 @@ class ByteTokenSpans(TokenSpans):
     over all bytes) is done only when the full arrays are asked for.
     """
 
-    def __init__(self, text: str, ids: Sequence[int], byte_ends: IntArray) -> None:
+    def __init__(self, text: str, ids: Ids, byte_ends: IntArray) -> None:
         self.ids = ids
         self.text = text
         self.byte_ends = byte_ends
@@ -77,6 +79,14 @@ class ByteTokenSpans(TokenSpans):
         self._anchors_bytes: list[int] = [0]
         self._anchors_chars: list[int] = [0]
         self._full: tuple[IntArray, IntArray] | None = None
+
+    def byte_starts(self) -> IntArray:
+        """The byte offset where each token starts."""
+        starts = np.empty_like(self.byte_ends)
+        if len(starts):
+            starts[0] = 0
+            starts[1:] = self.byte_ends[:-1]
+        return starts
 
     def _byte_start(self, k: int) -> int:
         return int(self.byte_ends[k - 1]) if k > 0 else 0
@@ -116,7 +126,7 @@ class ByteTokenSpans(TokenSpans):
 
     def _arrays(self) -> tuple[IntArray, IntArray]:
         if self._full is None:
-            byte_starts = (self.byte_ends - np.diff(self.byte_ends, prepend=0)).astype(np.int64)
+            byte_starts = self.byte_starts()
             if self.data is None or len(self.ids) == 0:
                 self._full = (byte_starts, self.byte_ends)
             else:
@@ -149,6 +159,7 @@ def token_byte_lengths(encoding: tiktoken.Encoding) -> IntArray:
     return lengths
 
 
-def spans_from_byte_lengths(text: str, ids: list[int], lengths: IntArray) -> ByteTokenSpans:
-    token_ids = np.fromiter(ids, dtype=np.int64, count=len(ids))
-    return ByteTokenSpans(text, ids, np.cumsum(lengths[token_ids]))
+def spans_from_byte_lengths(text: str, ids: Ids, lengths: IntArray) -> ByteTokenSpans:
+    if isinstance(ids, list):
+        ids = np.fromiter(ids, dtype=np.uint32, count=len(ids))
+    return ByteTokenSpans(text, ids, np.cumsum(lengths[ids]))

@@ -136,7 +136,9 @@ class TiktokenTokenizer(Tokenizer):
     def spans(self, text: str) -> TokenSpans:
         from longcontext.spans import spans_from_byte_lengths, token_byte_lengths
 
-        ids = self.encoding.encode_ordinary(text)
+        # Straight to numpy: no list of Python ints. With nothing disallowed, special-token
+        # text is encoded as ordinary text, exactly as encode_ordinary does.
+        ids = self.encoding.encode_to_numpy(text, disallowed_special=())
         return spans_from_byte_lengths(text, ids, token_byte_lengths(self.encoding))
 
     def spans_many(self, texts: Sequence[str]) -> list[TokenSpans | None]:

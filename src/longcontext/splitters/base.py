@@ -9,8 +9,11 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from longcontext.chunk import Chunk
-from longcontext.spans import TokenSpans
+from longcontext.spans import ByteTokenSpans, TokenSpans
 from longcontext.tokenizers import TiktokenTokenizer, Tokenizer, TokenizerLike
 
 
@@ -70,6 +73,64 @@ class SliceCounter:
         self.text = text
         self.spans = spans
         self.local = isinstance(tokenizer, TiktokenTokenizer)
+        self._pieces: npt.NDArray[np.intp] | None = None
+
+    def count_tokens(self, i: int, j: int, start: int, end: int) -> int:
+        """Tokens in ``text[start:end]``, the slice from token ``i``'s start to token ``j``'s.
+
+        Most windows begin and end on piece edges and re-encode to exactly tokens ``i`` to
+        ``j``. Otherwise the nearest piece edges inside are looked up and only the bits
+        outside them are re-encoded.
+        """
+        if not self.local:
+            return self.tokenizer.count(self.text[start:end])
+        n = len(self.spans)
+        first: int | None = i
+        last: int | None = j
+        if not (i == 0 or _SAFE_CUT.match(self.text, start)):
+            first = self._piece_start_after(i, j)
+        if not (j >= n or _SAFE_CUT.match(self.text, end)):
+            last = self._piece_start_before(j, i)
+        if first is None or last is None or first > last:
+            return self.tokenizer.count(self.text[start:end])
+        encode, text, spans = self.tokenizer.count, self.text, self.spans
+        head = encode(text[start : spans.start(first)]) if first > i else 0
+        tail = encode(text[spans.start(last) : end]) if last < j else 0
+        return head + (last - first) + tail
+
+    def _piece_start_after(self, i: int, j: int) -> int | None:
+        starts = self._piece_starts()
+        slot = int(np.searchsorted(starts, i, side="right"))
+        return int(starts[slot]) if slot < len(starts) and starts[slot] < j else None
+
+    def _piece_start_before(self, j: int, i: int) -> int | None:
+        starts = self._piece_starts()
+        slot = int(np.searchsorted(starts, j, side="left")) - 1
+        return int(starts[slot]) if slot >= 0 and starts[slot] > i else None
+
+    def _piece_starts(self) -> npt.NDArray[np.intp]:
+        """Indices of the tokens that start with a safe cut, found in one pass over the bytes.
+
+        Only ASCII neighbours are recognised (a space after a printable character, before a
+        letter): a subset of ``_SAFE_CUT``, which is all that exactness needs.
+        """
+        if self._pieces is None:
+            spans = self.spans
+            assert isinstance(spans, ByteTokenSpans)
+            data = np.frombuffer(spans.data or spans.text.encode("ascii"), dtype=np.uint8)
+            starts = spans.byte_starts()
+            inside = (starts > 0) & (starts + 1 < len(data))
+            at = np.where(inside, starts, 1)
+            before, here, after = data[at - 1], data[at], data[np.minimum(at + 1, len(data) - 1)]
+            letter = ((after | 0x20) >= ord("a")) & ((after | 0x20) <= ord("z"))
+            safe = inside & (here == 0x20) & (before > 0x20) & (before < 0x7F) & letter
+            self._pieces = np.flatnonzero(safe)
+        return self._pieces
+
+    def _is_piece_edge(self, position: int) -> bool:
+        """Whether every encoding has a piece starting at ``position`` (text ends included)."""
+        text = self.text
+        return position in (0, len(text)) or _SAFE_CUT.match(text, position) is not None
 
     def count(self, start: int, end: int, low: int = 0, high: int | None = None) -> int:
         """Tokens in ``text[start:end]`` re-encoded on its own.
@@ -78,6 +139,9 @@ class SliceCounter:
         """
         text = self.text
         if self.local:
+            if self._is_piece_edge(start) and self._is_piece_edge(end):
+                spans = self.spans
+                return spans.index_of(end, low, high) - spans.index_of(start, low, high)
             first = _SAFE_CUT.search(text, start + 1, end)
             last = _last_safe_cut(text, start + 1, end)
             if first is not None and last is not None and first.start() <= last:

@@ -97,14 +97,14 @@ class TokenSplitter(Splitter):
             if j < n:
                 j = _last_cut(i, j, spans, is_cut_ok, self._reach())
             end = len(text) if j >= n else spans.start(j)
-            count = counter.count(start, end, i, j)
+            count = counter.count_tokens(i, j, start, end)
             while count > self.chunk_size:  # the slice re-encodes longer: step back a token
                 shorter = _last_cut(i, j - 1, spans, is_cut_ok, 0)
                 if shorter >= j:
                     raise _indivisible(text, start, self.chunk_size)
                 j = shorter
                 end = spans.start(j)
-                count = counter.count(start, end, i, j)
+                count = counter.count_tokens(i, j, start, end)
             bounds.append((start, end, count))
             if j >= n:
                 return bounds
