@@ -37,16 +37,19 @@ TRICKY = [
     "   ",
     "\t",
 ]
+# Markup and code: where pre-tokenizer pieces meet (" word", "\n/", ":\n", "'s", digits).
+MARKUP = ["\n", "\n\n", "/", ":", " ", "word", "Word", "'s", "123", ".", "#", "```", "<p>", "-"]
 TEXTS = st.one_of(
     st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=400),
     st.lists(st.one_of(st.sampled_from(TRICKY), st.text(max_size=12)), max_size=80).map("".join),
+    st.lists(st.sampled_from(MARKUP + TRICKY[:3]), max_size=150).map("".join),
 )
 SETTINGS = settings(
     max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 
-@pytest.fixture(scope="module", params=["cl100k_base", "hf-byte-level-bpe"])
+@pytest.fixture(scope="module", params=["cl100k_base", "o200k_base", "hf-byte-level-bpe"])
 def tokenizer(request: pytest.FixtureRequest) -> Tokenizer:
     return get_tokenizer(byte_level_bpe() if request.param.startswith("hf") else request.param)
 
@@ -127,6 +130,22 @@ def test_real_corpora_hold_every_invariant(path) -> None:  # type: ignore[no-unt
         assert abs(tokenizer.count(text[after.start : before.end]) - 64) <= 2
     semantic_chunks = SemanticSplitter(tokenizer, max_tokens=256).split(text)
     check_chunks(text, semantic_chunks, tokenizer, 256)
+
+
+@pytest.mark.parametrize("encoding", ["cl100k_base", "o200k_base"])
+@pytest.mark.parametrize("path", corpus_paths(), ids=lambda p: p.name)
+def test_small_chunks_of_real_corpora_count_exactly(path, encoding: str) -> None:  # type: ignore[no-untyped-def]
+    """Small budgets put chunk edges everywhere: after newlines, in markup, inside words."""
+    text = path.read_text(encoding="utf-8")
+    tokenizer = get_tokenizer(encoding)
+    for splitter in (
+        TokenSplitter(tokenizer, 24, 5),
+        TokenSplitter(tokenizer, 16, 3, align="word"),
+        SemanticSplitter(tokenizer, max_tokens=32),
+    ):
+        check_chunks(
+            text, splitter.split(text), tokenizer, 32 if "Semantic" in repr(splitter) else 40
+        )
 
 
 def test_split_many_matches_split() -> None:

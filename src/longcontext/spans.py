@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 from collections.abc import Sequence
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -46,29 +45,32 @@ class TokenSpans:
         """Character offset where token ``k`` starts (the text's length for ``k == len``)."""
         return int(self.starts[k])
 
+    def char_starts(self, tokens: Sequence[int]) -> list[int]:
+        """:meth:`start` of several tokens (each below ``len(self)``) at once."""
+        return [self.start(k) for k in tokens]
+
     def is_char_boundary(self, k: int) -> bool:
         """Whether cutting between token ``k-1`` and token ``k`` keeps every character whole."""
         if k <= 0 or k >= len(self.ids):
             return True
         return bool(self.ends[k - 1] <= self.starts[k])
 
-    def index_of(self, position: int, low: int = 0, high: int | None = None) -> int:
-        """The first token in [low, high] that starts at or after character ``position``."""
-        high = len(self.ids) if high is None else high
-        while low < high:
-            middle = (low + high) // 2
-            if self.start(middle) < position:
-                low = middle + 1
-            else:
-                high = middle
-        return low
+
+class _Multibyte(NamedTuple):
+    """Where each non-ASCII character of a text sits, and the extra bytes up to it."""
+
+    byte: IntArray  # its first byte
+    byte_end: IntArray  # the byte after it
+    char: IntArray  # its character offset
+    extra_through: IntArray  # extra bytes of all non-ASCII characters up to and including it
 
 
 class ByteTokenSpans(TokenSpans):
     """Spans of a byte-level tokenizer, kept as byte offsets and turned into characters lazily.
 
-    Splitters ask for a few offsets per chunk, so mapping every token to its character (a pass
-    over all bytes) is done only when the full arrays are asked for.
+    Characters and bytes differ only by the extra bytes of non-ASCII characters, so both
+    directions are one binary search over where those characters start: no pass over every
+    character, and none at all for ASCII text.
     """
 
     def __init__(self, text: str, ids: Ids, byte_ends: IntArray) -> None:
@@ -76,8 +78,7 @@ class ByteTokenSpans(TokenSpans):
         self.text = text
         self.byte_ends = byte_ends
         self.data = None if text.isascii() else text.encode("utf-8")
-        self._anchors_bytes: list[int] = [0]
-        self._anchors_chars: list[int] = [0]
+        self._multibyte: _Multibyte | None = None
         self._full: tuple[IntArray, IntArray] | None = None
 
     def byte_starts(self) -> IntArray:
@@ -91,6 +92,41 @@ class ByteTokenSpans(TokenSpans):
     def _byte_start(self, k: int) -> int:
         return int(self.byte_ends[k - 1]) if k > 0 else 0
 
+    def _multibyte_chars(self) -> _Multibyte:
+        if self._multibyte is None:
+            assert self.data is not None
+            data = np.frombuffer(self.data, dtype=np.uint8)
+            lead = np.flatnonzero(data >= 0xC0).astype(np.int64)
+            extra = 1 + (data[lead] >= 0xE0).astype(np.int64) + (data[lead] >= 0xF0)
+            through = np.cumsum(extra)
+            self._multibyte = _Multibyte(lead, lead + 1 + extra, lead - (through - extra), through)
+        return self._multibyte
+
+    def byte_offsets(self, chars: IntArray) -> IntArray:
+        """UTF-8 byte offsets of character positions."""
+        if self.data is None:
+            return chars
+        wide = self._multibyte_chars()
+        before = np.searchsorted(wide.char, chars, side="left")  # wide characters before each
+        extra: IntArray = np.where(before > 0, wide.extra_through[np.maximum(before - 1, 0)], 0)
+        return chars + extra
+
+    def char_offsets(self, positions: IntArray) -> IntArray:
+        """Character offsets of byte positions; a byte inside a character gives its start."""
+        if self.data is None:
+            return positions
+        wide = self._multibyte_chars()
+        owner = np.searchsorted(wide.byte, positions, side="right") - 1  # last one at or before
+        k = np.maximum(owner, 0)
+        inside = (owner >= 0) & (positions < wide.byte_end[k])
+        behind = positions - np.where(owner >= 0, wide.extra_through[k], 0)
+        return np.where(inside, wide.char[k], behind)
+
+    def char_starts(self, tokens: Sequence[int]) -> list[int]:
+        k = np.asarray(tokens, dtype=np.int64)
+        byte = np.where(k > 0, self.byte_ends[np.maximum(k - 1, 0)], 0)
+        return self.char_offsets(byte).tolist()  # type: ignore[no-any-return]
+
     def is_char_boundary(self, k: int) -> bool:
         if self.data is None or k <= 0 or k >= len(self.ids):
             return True
@@ -102,37 +138,19 @@ class ByteTokenSpans(TokenSpans):
         position = self._byte_start(k)
         if self.data is None:
             return position
-        while position > 0 and (self.data[position] & 0xC0) == 0x80:
-            position -= 1  # the start of the character this byte belongs to
-        slot = bisect.bisect_right(self._anchors_bytes, position) - 1
-        base_byte, base_char = self._anchors_bytes[slot], self._anchors_chars[slot]
-        char = base_char + len(self.data[base_byte:position].decode("utf-8"))
-        self._anchors_bytes.insert(slot + 1, position)
-        self._anchors_chars.insert(slot + 1, char)
-        return char
-
-    def index_of(self, position: int, low: int = 0, high: int | None = None) -> int:
-        byte = position if self.data is None else self._byte_of_char(position)
-        found = int(np.searchsorted(self.byte_ends, byte, side="left")) + 1 if byte > 0 else 0
-        return min(max(found, low), len(self.ids) if high is None else high)
-
-    def _byte_of_char(self, char: int) -> int:
-        slot = bisect.bisect_right(self._anchors_chars, char) - 1
-        base_byte, base_char = self._anchors_bytes[slot], self._anchors_chars[slot]
-        byte = base_byte + len(self.text[base_char:char].encode("utf-8"))
-        self._anchors_bytes.insert(slot + 1, byte)
-        self._anchors_chars.insert(slot + 1, char)
-        return byte
+        wide = self._multibyte_chars()  # char_offsets for one position, without array overhead
+        owner = int(wide.byte.searchsorted(position, side="right")) - 1
+        if owner < 0:
+            return position
+        if position < wide.byte_end[owner]:
+            return int(wide.char[owner])
+        return position - int(wide.extra_through[owner])
 
     def _arrays(self) -> tuple[IntArray, IntArray]:
         if self._full is None:
-            byte_starts = self.byte_starts()
-            if self.data is None or len(self.ids) == 0:
-                self._full = (byte_starts, self.byte_ends)
-            else:
-                data = np.frombuffer(self.data, dtype=np.uint8)
-                char_of_byte = np.cumsum((data & 0xC0) != 0x80) - 1
-                self._full = (char_of_byte[byte_starts], char_of_byte[self.byte_ends - 1] + 1)
+            starts = self.char_offsets(self.byte_starts())
+            ends = self.char_offsets(self.byte_ends - 1) + 1 if len(self.ids) else self.byte_ends
+            self._full = (starts, ends)
         return self._full
 
     @property

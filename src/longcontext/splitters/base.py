@@ -9,9 +9,6 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
 from longcontext.chunk import Chunk
 from longcontext.spans import ByteTokenSpans, TokenSpans
 from longcontext.tokenizers import TiktokenTokenizer, Tokenizer, TokenizerLike
@@ -53,9 +50,24 @@ class Splitter(ABC):
         return self.split(text)
 
 
-# A space between a non-space and a letter starts a new pre-tokenizer piece in tiktoken's
-# cl100k/o200k patterns (" word"), whatever precedes it, and no piece spans it.
-_SAFE_CUT = re.compile(r"(?<=\S) (?=[^\W\d_])")
+# A lone space between two non-spaces starts a new pre-tokenizer piece in tiktoken's
+# patterns (" word", " `", or a piece of its own before digits), and no piece spans it.
+_SAFE_CUT = re.compile(r"(?<=\S) (?=\S)")
+# Where a newline run is one piece that ends at the next non-space, whatever follows
+# (cl100k's and o200k's `\s*[\r\n]`; GPT-2's patterns split such runs by lookahead), the
+# character after a newline starts a piece too, unless it is "/", which o200k's punctuation
+# pieces take after their newlines (":\n/").
+_SAFE_CUT_OR_LINE = re.compile(r"(?<=\S) (?=\S)|(?<=[\r\n])[^\s/]")
+
+
+# How many tokens to look past an edge for a safe cut before re-encoding the whole slice.
+_SCAN = 64
+
+
+def _line_starts_piece(tokenizer: TiktokenTokenizer) -> bool:
+    pattern: str = getattr(tokenizer.encoding, "_pat_str", "")
+    run, lookahead = pattern.find(r"\s*[\r\n]"), pattern.find(r"\s+(?!\S)")
+    return 0 <= run < lookahead
 
 
 class SliceCounter:
@@ -73,10 +85,41 @@ class SliceCounter:
         self.text = text
         self.spans = spans
         self.local = isinstance(tokenizer, TiktokenTokenizer)
-        self._pieces: npt.NDArray[np.intp] | None = None
+        self.lines = isinstance(tokenizer, TiktokenTokenizer) and _line_starts_piece(tokenizer)
+        self._edge = _SAFE_CUT_OR_LINE if self.lines else _SAFE_CUT
+        if self.local:
+            assert isinstance(spans, ByteTokenSpans)
+            self._raw = spans.data or text.encode("ascii")
+            self._byte_ends = spans.byte_ends
+
+    def count_span(self, i: int, j: int) -> int:
+        """Tokens in the slice from token ``i``'s start to token ``j``'s (both on characters).
+
+        Splitters that cut between tokens call this for every window. It works on token
+        indices and bytes alone: the common case, both edges at a safe cut, costs two byte
+        lookups; otherwise only the few tokens outside the nearest safe cuts are re-encoded.
+        """
+        n = len(self.spans)
+        if not self.local:
+            end = len(self.text) if j >= n else self.spans.start(j)
+            return self.tokenizer.count(self.text[self.spans.start(i) : end])
+        first = i if i == 0 or self._starts_piece(i) else self._piece_start_after(i, j)
+        last = j if j >= n or self._starts_piece(j) else self._piece_start_before(j, i)
+        count = self.tokenizer.count
+        if first is None or last is None or first > last:
+            return count(self._text_between(i, j))
+        head = count(self._text_between(i, first)) if first > i else 0
+        tail = count(self._text_between(last, j)) if last < j else 0
+        return head + (last - first) + tail
+
+    def _text_between(self, i: int, j: int) -> str:
+        """The text from token ``i``'s start to token ``j``'s, both on character boundaries."""
+        ends = self._byte_ends
+        return self._raw[int(ends[i - 1]) if i else 0 : int(ends[j - 1]) if j else 0].decode()
 
     def count_tokens(self, i: int, j: int, start: int, end: int) -> int:
-        """Tokens in ``text[start:end]``, the slice from token ``i``'s start to token ``j``'s.
+        """Tokens in ``text[start:end]``; ``i`` and ``j`` are the first tokens starting at or
+        after ``start`` and ``end``.
 
         Most windows begin and end on piece edges and re-encode to exactly tokens ``i`` to
         ``j``. Otherwise the nearest piece edges inside are looked up and only the bits
@@ -84,12 +127,11 @@ class SliceCounter:
         """
         if not self.local:
             return self.tokenizer.count(self.text[start:end])
-        n = len(self.spans)
         first: int | None = i
         last: int | None = j
-        if not (i == 0 or _SAFE_CUT.match(self.text, start)):
+        if not (start == 0 or self._edge.match(self.text, start)):
             first = self._piece_start_after(i, j)
-        if not (j >= n or _SAFE_CUT.match(self.text, end)):
+        if not (end == len(self.text) or self._edge.match(self.text, end)):
             last = self._piece_start_before(j, i)
         if first is None or last is None or first > last:
             return self.tokenizer.count(self.text[start:end])
@@ -99,76 +141,32 @@ class SliceCounter:
         return head + (last - first) + tail
 
     def _piece_start_after(self, i: int, j: int) -> int | None:
-        starts = self._piece_starts()
-        slot = int(np.searchsorted(starts, i, side="right"))
-        return int(starts[slot]) if slot < len(starts) and starts[slot] < j else None
+        for k in range(i + 1, min(j, i + _SCAN)):
+            if self._starts_piece(k):
+                return k
+        return None
 
     def _piece_start_before(self, j: int, i: int) -> int | None:
-        starts = self._piece_starts()
-        slot = int(np.searchsorted(starts, j, side="left")) - 1
-        return int(starts[slot]) if slot >= 0 and starts[slot] > i else None
-
-    def _piece_starts(self) -> npt.NDArray[np.intp]:
-        """Indices of the tokens that start with a safe cut, found in one pass over the bytes.
-
-        Only ASCII neighbours are recognised (a space after a printable character, before a
-        letter): a subset of ``_SAFE_CUT``, which is all that exactness needs.
-        """
-        if self._pieces is None:
-            spans = self.spans
-            assert isinstance(spans, ByteTokenSpans)
-            data = np.frombuffer(spans.data or spans.text.encode("ascii"), dtype=np.uint8)
-            starts = spans.byte_starts()
-            inside = (starts > 0) & (starts + 1 < len(data))
-            at = np.where(inside, starts, 1)
-            before, here, after = data[at - 1], data[at], data[np.minimum(at + 1, len(data) - 1)]
-            letter = ((after | 0x20) >= ord("a")) & ((after | 0x20) <= ord("z"))
-            safe = inside & (here == 0x20) & (before > 0x20) & (before < 0x7F) & letter
-            self._pieces = np.flatnonzero(safe)
-        return self._pieces
-
-    def _is_piece_edge(self, position: int) -> bool:
-        """Whether every encoding has a piece starting at ``position`` (text ends included)."""
-        text = self.text
-        return position in (0, len(text)) or _SAFE_CUT.match(text, position) is not None
-
-    def count(self, start: int, end: int, low: int = 0, high: int | None = None) -> int:
-        """Tokens in ``text[start:end]`` re-encoded on its own.
-
-        ``low`` and ``high`` bound the indices of the first encoding's tokens inside the slice.
-        """
-        text = self.text
-        if self.local:
-            if self._is_piece_edge(start) and self._is_piece_edge(end):
-                spans = self.spans
-                return spans.index_of(end, low, high) - spans.index_of(start, low, high)
-            first = _SAFE_CUT.search(text, start + 1, end)
-            last = _last_safe_cut(text, start + 1, end)
-            if first is not None and last is not None and first.start() <= last:
-                spans = self.spans
-                inner = spans.index_of(last, low, high) - spans.index_of(first.start(), low, high)
-                encode = self.tokenizer.count
-                return encode(text[start : first.start()]) + inner + encode(text[last:end])
-        return self.tokenizer.count(text[start:end])
-
-
-def _last_safe_cut(text: str, low: int, end: int) -> int | None:
-    """The last safe cut in [low, end), scanning back a little before a regex search."""
-    for position in range(end - 1, max(low, end - 64) - 1, -1):
-        if (
-            text[position] == " "
-            and position + 1 < end
-            and position > 0
-            and not text[position - 1].isspace()
-            and _SAFE_CUT.match(text, position, position + 2) is not None
-        ):
-            return position
-    if end - 64 <= low:
+        for k in range(j - 1, max(i, j - _SCAN), -1):
+            if self._starts_piece(k):
+                return k
         return None
-    found = None
-    for match in _SAFE_CUT.finditer(text, low, end - 1):
-        found = match.start()
-    return found
+
+    def _starts_piece(self, k: int) -> bool:
+        """Whether token ``k`` starts at a safe cut, judged on its ASCII neighbour bytes.
+
+        Only ASCII neighbours are recognised: a subset of the cuts ``_edge`` finds, which is
+        all that exactness needs.
+        """
+        raw, b = self._raw, int(self._byte_ends[k - 1])
+        if b + 1 >= len(raw):
+            return False
+        before, here = raw[b - 1], raw[b]
+        if here == 0x20:  # a lone space between printable characters
+            return 0x20 < before < 0x7F and 0x20 < raw[b + 1] < 0x7F
+        if self.lines and before in (0x0A, 0x0D):  # a printable character after a newline
+            return 0x20 < here < 0x7F and here != 0x2F
+        return False
 
 
 def resolve(tokenizer: TokenizerLike) -> Tokenizer:

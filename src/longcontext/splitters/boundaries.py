@@ -18,8 +18,9 @@ Positions = npt.NDArray[np.int64]
 _HEADER = re.compile(r"(?m)^(?=#{1,6}[ \t])")
 _PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
 _LINE = re.compile(r"\n")
-# Western sentence ends need following whitespace; CJK full-width ends do not.
-_SENTENCE = re.compile(r"(?:[.!?…][\"'”’)\]]*(?=\s)|[。！？][」』”’）]*)")
+# Western sentence ends need following whitespace; CJK full-width ends do not. Starting with
+# one character class lets the engine skip ahead fast.
+_SENTENCE = re.compile(r"[.!?…。！？](?:(?<=[.!?…])[\"'”’)\]]*(?=\s)|(?<=[。！？])[」』”’）]*)")
 _WORD = re.compile(r"\s+")
 
 LEVELS = ("header", "paragraph", "line", "sentence", "word")
@@ -36,6 +37,29 @@ def _starts(pattern: re.Pattern[str], text: str) -> Positions:
 def sentence_ends(text: str) -> Positions:
     """Positions right after each sentence's closing punctuation."""
     return _ends(_SENTENCE, text)
+
+
+# Where a level's cut sits in each match: its end (after a break), or its start (before one).
+_LEVELS: dict[str, tuple[re.Pattern[str], bool]] = {
+    "header": (_HEADER, False),
+    "paragraph": (_PARAGRAPH, True),
+    "line": (_LINE, True),
+    "sentence": (_SENTENCE, True),
+    "word": (_WORD, False),
+}
+
+
+def cuts(text: str, level: str, start: int, end: int) -> list[int]:
+    """Cut positions of one level strictly inside ``text[start:end]``, in order.
+
+    Only that stretch is scanned, so finer levels cost nothing where coarse pieces fit.
+    """
+    try:
+        pattern, at_end = _LEVELS[level]
+    except KeyError:
+        raise ValueError(f"unknown boundary level {level!r}; expected one of {LEVELS}") from None
+    found = [m.end() if at_end else m.start() for m in pattern.finditer(text, start, end)]
+    return [p for p in found if start < p < end]
 
 
 def level_positions(text: str, level: str) -> Positions:

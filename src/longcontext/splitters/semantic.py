@@ -8,27 +8,17 @@ distance between neighbouring sentence windows peaks. Either way no chunk ever e
 
 from __future__ import annotations
 
-import bisect
-import itertools
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from longcontext.chunk import Chunk
 from longcontext.splitters import boundaries
-from longcontext.splitters.base import (
-    SliceCounter,
-    Splitter,
-    check_budget,
-    check_text,
-    make_chunks,
-    resolve,
-)
+from longcontext.splitters.base import Splitter, check_budget, check_text, make_chunks, resolve
 from longcontext.splitters.breakpoints import THRESHOLDS, Threshold, breakpoints, window_distances
 from longcontext.splitters.embeddings import as_embed_function, embed
+from longcontext.splitters.measure import SpanMeasure
 from longcontext.splitters.token import TokenSplitter
-from longcontext.tokenizers import Tokenizer, TokenizerLike
+from longcontext.tokenizers import TokenizerLike
 
 Span = tuple[int, int]
 _SENTENCE_LEVELS = ("header", "paragraph", "line", "sentence")
@@ -91,10 +81,10 @@ class SemanticSplitter(Splitter):
         text = check_text(text)
         if not text.strip():
             return []
-        measure = _Measure(self.tokenizer, text)
+        measure = SpanMeasure(self.tokenizer, text)
         if self.embed is None:
             units = self._units(measure, 0, len(text), boundaries.LEVELS, split_all=False)
-            ranges = _pack(units, measure.estimate, self.max_tokens)
+            ranges = _pack(units, measure, self.max_tokens)
         else:
             ranges = self._semantic_ranges(measure)
         ranges = _merge_small(ranges, measure.estimate, self.min_tokens, self.max_tokens)
@@ -102,65 +92,65 @@ class SemanticSplitter(Splitter):
 
     # -- structure ---------------------------------------------------------------------------
     def _units(
-        self, measure: _Measure, start: int, end: int, levels: tuple[str, ...], split_all: bool
+        self, measure: SpanMeasure, start: int, end: int, levels: tuple[str, ...], split_all: bool
     ) -> list[Span]:
         """Pieces of [start, end) that each fit the budget, cut at the coarsest level that helps.
 
         With ``split_all`` every boundary of the first level is cut, fitting or not (sentences
         for embedding); otherwise a piece is cut only while it is too long.
         """
-        fits = measure.estimate(start, end) <= self.max_tokens
-        if fits and not split_all:
+        if not split_all and measure.estimate(start, end) <= self.max_tokens:
             return [(start, end)]
+        while levels and not (cuts := boundaries.cuts(measure.text, levels[0], start, end)):
+            levels = levels[1:]  # no boundary of this kind here: try the next finer one
         if not levels:
-            return [(start, end)] if fits else self._token_windows(measure, start, end)
-        cuts = measure.cuts(levels[0], start, end)
-        if not cuts:
-            return self._units(measure, start, end, levels[1:], split_all)
+            if measure.estimate(start, end) <= self.max_tokens:
+                return [(start, end)]
+            return self._token_windows(measure, start, end)
         edges = [start, *cuts, end]
-        pieces: list[Span] = []
         deeper = levels[1:]
-        for a, b in itertools.pairwise(edges):
-            if (not split_all or not deeper) and measure.estimate(a, b) <= self.max_tokens:
+        pieces: list[Span] = []
+        for k, size in enumerate(measure.piece_sizes(edges)):
+            a, b = edges[k], edges[k + 1]
+            if size <= self.max_tokens and (not split_all or not deeper):
                 pieces.append((a, b))  # fits: no need to look at finer levels
             else:
                 pieces.extend(self._units(measure, a, b, deeper, split_all))
         return pieces
 
-    def _token_windows(self, measure: _Measure, start: int, end: int) -> list[Span]:
+    def _token_windows(self, measure: SpanMeasure, start: int, end: int) -> list[Span]:
         return [
             (start + a, start + b) for a, b, _ in self._fallback.bounds(measure.text[start:end])
         ]
 
-    def _semantic_ranges(self, measure: _Measure) -> list[Span]:
+    def _semantic_ranges(self, measure: SpanMeasure) -> list[Span]:
         text = measure.text
         atoms = self._units(measure, 0, len(text), _SENTENCE_LEVELS, split_all=True)
         atoms = _absorb_blank(atoms, text)
         if len(atoms) < 3 or self.embed is None:
-            return _pack(atoms, measure.estimate, self.max_tokens)
+            return _pack(atoms, measure, self.max_tokens)
         vectors = embed(self.embed, [text[a:b] for a, b in atoms], self.batch_size)
         distances = window_distances(vectors, self.buffer_size)
         breaks = set(breakpoints(distances, self.threshold, self.threshold_amount).tolist())
-        header_starts = set(measure.cuts("header", 0, len(text)))
+        header_starts = set(boundaries.cuts(text, "header", 0, len(text)))
         ranges: list[Span] = []
         group: list[Span] = []
         for index, atom in enumerate(atoms):
             if group and atom[0] in header_starts:
-                ranges.extend(_pack(group, measure.estimate, self.max_tokens))
+                ranges.extend(_pack(group, measure, self.max_tokens))
                 group = []
             group.append(atom)
             if index in breaks:
-                ranges.extend(_pack(group, measure.estimate, self.max_tokens))
+                ranges.extend(_pack(group, measure, self.max_tokens))
                 group = []
-        ranges.extend(_pack(group, measure.estimate, self.max_tokens))
+        ranges.extend(_pack(group, measure, self.max_tokens))
         return ranges
 
     # -- exact counts --------------------------------------------------------------------------
-    def _exact(self, measure: _Measure, ranges: list[Span]) -> list[tuple[int, int, int]]:
+    def _exact(self, measure: SpanMeasure, ranges: list[Span]) -> list[tuple[int, int, int]]:
         """Count every chunk exactly; a chunk whose re-encoding runs over is cut by tokens."""
         bounds: list[tuple[int, int, int]] = []
-        for start, end in ranges:
-            count = measure.exact(start, end)
+        for (start, end), count in zip(ranges, measure.exact_many(ranges), strict=True):
             if count <= self.max_tokens:
                 bounds.append((start, end, count))
                 continue
@@ -169,63 +159,19 @@ class SemanticSplitter(Splitter):
         return bounds
 
 
-class _Measure:
-    """Token estimates for spans of one text from a single encoding, and exact counts."""
-
-    def __init__(self, tokenizer: Tokenizer, text: str) -> None:
-        self.text = text
-        self.tokenizer = tokenizer
-        self.spans = tokenizer.spans(text)
-        self._levels: dict[str, np.ndarray[Any, np.dtype[np.int64]]] = {}
-        self._memo: dict[Span, int] = {}
-        if self.spans is not None:
-            self.counter = SliceCounter(tokenizer, text, self.spans)
-            # Plain lists: bisect on them beats a numpy call per lookup by far.
-            self._starts: list[int] = self.spans.starts.tolist()
-            self._ends: list[int] = self.spans.ends.tolist()
-
-    def cuts(self, level: str, start: int, end: int) -> list[int]:
-        positions = self._levels.get(level)
-        if positions is None:
-            positions = self._levels[level] = boundaries.level_positions(self.text, level)
-        low, high = np.searchsorted(positions, [start, end], side="right")
-        inside = positions[low:high]
-        return [int(p) for p in inside if p < end]
-
-    def token_index(self, position: int) -> int:
-        """Index of the first token starting at or after ``position``."""
-        return bisect.bisect_left(self._starts, position)
-
-    def estimate(self, start: int, end: int) -> int:
-        """Tokens of text[start:end] as the whole-text encoding sees them (+1 for a cut token)."""
-        if self.spans is None:
-            return self.exact(start, end)
-        first, last = self.token_index(start), self.token_index(end)
-        partial = int(first > 0 and self._ends[first - 1] > start)
-        return last - first + partial
-
-    def exact(self, start: int, end: int) -> int:
-        if self.spans is None:
-            key = (start, end)
-            if key not in self._memo:
-                self._memo[key] = self.tokenizer.count(self.text[start:end])
-            return self._memo[key]
-        return self.counter.count(start, end, self.token_index(start), self.token_index(end))
-
-
-def _pack(units: list[Span], estimate: Callable[[int, int], int], budget: int) -> list[Span]:
-    """Greedily join consecutive units while the joined span fits the budget."""
+def _pack(units: list[Span], measure: SpanMeasure, budget: int) -> list[Span]:
+    """Greedily join consecutive units (which tile a stretch of text) while they fit the budget."""
+    if not units:
+        return []
+    edges = [units[0][0], *(end for _, end in units)]
+    size = measure.sizer(edges)
     ranges: list[Span] = []
-    current: Span | None = None
-    for unit in units:
-        if current is not None and estimate(current[0], unit[1]) <= budget:
-            current = (current[0], unit[1])
-            continue
-        if current is not None:
-            ranges.append(current)
-        current = unit
-    if current is not None:
-        ranges.append(current)
+    first = 0
+    for k in range(1, len(units)):
+        if size(first, k + 1) > budget:
+            ranges.append((edges[first], edges[k]))
+            first = k
+    ranges.append((edges[first], edges[-1]))
     return ranges
 
 

@@ -89,30 +89,29 @@ class TokenSplitter(Splitter):
         n = len(spans)
         counter = SliceCounter(self.tokenizer, text, spans)
         is_cut_ok = self._cut_rule(text, spans)
-        bounds: list[tuple[int, int, int]] = []
+        windows: list[tuple[int, int, int]] = []  # in tokens; characters are found at the end
         i = 0
-        start = 0
         while True:
             j = min(i + self.chunk_size, n)
             if j < n:
                 j = _last_cut(i, j, spans, is_cut_ok, self._reach())
-            end = len(text) if j >= n else spans.start(j)
-            count = counter.count_tokens(i, j, start, end)
+            count = counter.count_span(i, j)
             while count > self.chunk_size:  # the slice re-encodes longer: step back a token
                 shorter = _last_cut(i, j - 1, spans, is_cut_ok, 0)
                 if shorter >= j:
-                    raise _indivisible(text, start, self.chunk_size)
+                    raise _indivisible(text, spans.start(i), self.chunk_size)
                 j = shorter
-                end = spans.start(j)
-                count = counter.count_tokens(i, j, start, end)
-            bounds.append((start, end, count))
+                count = counter.count_span(i, j)
+            windows.append((i, j, count))
             if j >= n:
-                return bounds
+                break
             next_i = j - self.chunk_overlap
             while next_i > i and not spans.is_char_boundary(next_i):
                 next_i -= 1
             i = next_i if next_i > i else j
-            start = min(spans.start(i), end)
+        starts = spans.char_starts([i for i, _, _ in windows])
+        ends = [*spans.char_starts([j for _, j, _ in windows[:-1]]), len(text)]  # last j is n
+        return [(starts[w], ends[w], count) for w, (_, _, count) in enumerate(windows)]
 
     def _reach(self) -> int:
         return int(self.chunk_size * _ALIGN_REACH[self.align])
