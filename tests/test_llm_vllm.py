@@ -268,6 +268,27 @@ def test_sync_stream_steps_the_engine(llm: LongContextLLM) -> None:
     assert len(engine.aborted) == 1 and not engine.pending
 
 
+def test_threads_take_turns_on_the_sync_engine(llm: LongContextLLM) -> None:
+    """A stream holds the engine: a generate() from another thread (LangChain's batch uses
+    threads) waits for it, so neither steals the other's outputs."""
+    import threading
+
+    prompt = "Romeo, Romeo, wherefore art thou Romeo"
+    expected = llm.generate(prompt, max_tokens=6)[0].text
+    stream = llm.stream(prompt, max_tokens=6)
+    first = next(stream)  # the stream now holds the engine
+    results: list[str] = []
+    other = threading.Thread(
+        target=lambda: results.append(llm.generate("Juliet", max_tokens=4)[0].text)
+    )
+    other.start()
+    other.join(timeout=0.5)
+    assert other.is_alive() and not results, "generate() ran while a stream held the engine"
+    assert first + "".join(stream) == expected  # nothing of the stream's was taken
+    other.join(timeout=30)
+    assert results == [llm.generate("Juliet", max_tokens=4)[0].text]
+
+
 async def test_async_generation_and_streaming_use_async_llm(llm: LongContextLLM) -> None:
     prompt = "Romeo, Romeo, wherefore art thou Romeo"
     gens = await llm.agenerate([prompt, "Juliet"], max_tokens=6)

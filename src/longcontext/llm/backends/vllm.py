@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -127,16 +128,21 @@ class VLLMBackend:
             self.lora_request = LoRARequest(lora.path.name, next(_lora_ids), str(lora.path))
         self._llm: Any = None
         self._async_llm: Any = None
+        # vllm.LLM is not thread-safe, and a stream steps the shared engine: another thread's
+        # step would take its outputs. LangChain's batch() calls from threads, so sync calls
+        # (and building the engine) take turns; a stream holds the engine until it ends.
+        self._sync = threading.RLock()
 
     @property
     def llm(self) -> Any:
         """The sync engine, ``vllm.LLM``, built on first use."""
-        if self._llm is None:
-            import vllm
+        with self._sync:
+            if self._llm is None:
+                import vllm
 
-            self._warn_if_second("vllm.LLM")
-            self._llm = vllm.LLM(**self.kwargs)
-        return self._llm
+                self._warn_if_second("vllm.LLM")
+                self._llm = vllm.LLM(**self.kwargs)
+            return self._llm
 
     @property
     def async_llm(self) -> Any:
@@ -161,16 +167,21 @@ class VLLMBackend:
         """One batched ``vllm.LLM.generate`` call over all prompts."""
         if not prompts:
             return []
-        outputs = self.llm.generate(
-            [{"prompt_token_ids": ids} for ids in prompts],
-            sampling_params(options),
-            use_tqdm=False,
-            lora_request=self.lora_request,
-        )
+        with self._sync:
+            outputs = self.llm.generate(
+                [{"prompt_token_ids": ids} for ids in prompts],
+                sampling_params(options),
+                use_tqdm=False,
+                lora_request=self.lora_request,
+            )
         return [to_generation(output) for output in outputs]
 
     def stream(self, prompt: list[int], options: SamplingOptions) -> Iterator[str]:
         """Step the sync engine and yield each new piece of text."""
+        with self._sync:
+            yield from self._stream(prompt, options)
+
+    def _stream(self, prompt: list[int], options: SamplingOptions) -> Iterator[str]:
         engine = self.llm.llm_engine
         request_id = f"longcontext-{uuid.uuid4().hex}"
         engine.add_request(
