@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from splitter_fixtures import byte_level_bpe, corpus_paths
 
 from longcontext import Chunk, SemanticSplitter, TokenSplitter, get_tokenizer
+from longcontext.splitters import boundaries
 from longcontext.tokenizers import Tokenizer
 
 TRICKY = [
@@ -176,6 +177,27 @@ def test_semantic_splitter_prefers_paragraphs_and_headers() -> None:
         assert chunk.text.startswith(("Paragraph", "# Section"))
 
 
+def test_a_full_chunk_ends_at_the_strongest_boundary_in_its_second_half() -> None:
+    """Greedy packing would top the first chunk up with sentences of the next paragraph."""
+    first = " ".join(f"Opening sentence number {n} is here." for n in range(8))
+    second = " ".join(f"Later sentence number {n} follows on." for n in range(40))
+    text = f"{first}\n\n{second}"
+    tokenizer = get_tokenizer("cl100k_base")
+    budget = 100
+    assert budget / 2 <= tokenizer.count(first + "\n\n") < budget  # the paragraph is eligible
+    chunks = SemanticSplitter(tokenizer, max_tokens=budget).split(text)
+    assert chunks[0].text == first + "\n\n"
+    assert chunks[1].text.startswith("Later sentence number 0")
+    assert all(c.text.endswith((". ", ".", "\n\n")) for c in chunks)  # never mid-sentence
+
+
+def test_escaped_newlines_of_dumped_text_are_line_boundaries() -> None:
+    dumped = r"{'content': 'First message.\nSecond line', 'role': 'user'}"
+    cut = boundaries.cuts(dumped, "line", 0, len(dumped))
+    assert [dumped[:c][-2:] for c in cut] == [r"\n"]
+    assert boundaries.cuts(r"a path C:\\new", "line", 0, 13) == []  # an escaped backslash
+
+
 def test_langchain_token_splitter_corrupts_cjk_but_ours_does_not() -> None:
     from langchain_text_splitters import TokenTextSplitter
 
@@ -185,3 +207,40 @@ def test_langchain_token_splitter_corrupts_cjk_but_ours_does_not() -> None:
     ours = TokenSplitter("cl100k_base", 25, 5).split(text)
     assert not any("\ufffd" in c.text for c in ours)
     check_chunks(text, ours, get_tokenizer("cl100k_base"), 25)
+
+
+COOKING = [
+    "Whisk the eggs with a pinch of salt until they turn pale.",
+    "Melt the butter slowly in a heavy frying pan.",
+    "Pour the eggs into the pan and stir them gently with a wooden spoon.",
+    "Season the omelette with pepper and fresh chives before folding it.",
+    "Serve the omelette warm with toasted bread and a green salad.",
+    "Leftover batter keeps in the fridge for a day.",
+]
+ASTRONOMY = [
+    "Jupiter is the largest planet in the solar system.",
+    "Its Great Red Spot is a storm larger than the Earth.",
+    "Galileo discovered four of its moons with an early telescope in 1610.",
+    "The planet's magnetic field is the strongest of any planet.",
+    "Spacecraft such as Juno have mapped its gravity and its clouds.",
+    "Saturn, its neighbour, is famous for its bright rings.",
+]
+
+
+@pytest.mark.parametrize("budget", [60, 1000])
+def test_embeddings_cut_where_the_topic_changes(budget: int) -> None:
+    """Real MiniLM: the one big shift in meaning is a chunk boundary, whatever the budget;
+    structure alone (one line of text) has no reason to cut there."""
+    from retrieval_fixtures import minilm
+
+    model = minilm()
+    text = " ".join(COOKING + ASTRONOMY)
+    shift = text.index(" " + ASTRONOMY[0])  # sentences end at their full stop
+    tokenizer = get_tokenizer("cl100k_base")
+    embedded = SemanticSplitter(tokenizer, max_tokens=budget, embeddings=model.encode)
+    chunks = embedded.split(text)
+    check_chunks(text, chunks, tokenizer, budget)
+    assert shift in {c.start for c in chunks}
+    structural = SemanticSplitter(tokenizer, max_tokens=budget).split(text)
+    if budget == 1000:
+        assert [c.text for c in structural] == [text]

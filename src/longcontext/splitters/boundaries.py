@@ -17,7 +17,8 @@ Positions = npt.NDArray[np.int64]
 # punctuation, so a chunk ends with its own newline or full stop.
 _HEADER = re.compile(r"(?m)^(?=#{1,6}[ \t])")
 _PARAGRAPH = re.compile(r"\n[ \t]*\n\s*")
-_LINE = re.compile(r"\n")
+# A "\n" escape (text dumped as JSON or a Python repr) ends a line as much as a newline does.
+_LINE = re.compile(r"\n|(?<!\\)\\n")
 # Western sentence ends need following whitespace; CJK full-width ends do not. Starting with
 # one character class lets the engine skip ahead fast.
 _SENTENCE = re.compile(r"[.!?…。！？](?:(?<=[.!?…])[\"'”’)\]]*(?=\s)|(?<=[。！？])[」』”’）]*)")

@@ -14,9 +14,11 @@ THRESHOLDS: tuple[Threshold, ...] = (
     "interquartile",
     "gradient",
 )
-# Same defaults as LangChain's SemanticChunker, so settings carry over.
+# LangChain's SemanticChunker defaults, so settings carry over, but for the percentile: 99,
+# not 95. Full chunks already end at the biggest shift in their second half, so only the
+# strongest need a forced break; 95 made chunks small and recall low (docs/benchmarks.md).
 DEFAULT_AMOUNTS: dict[str, float] = {
-    "percentile": 95.0,
+    "percentile": 99.0,
     "standard_deviation": 3.0,
     "interquartile": 1.5,
     "gradient": 95.0,
@@ -26,23 +28,30 @@ DEFAULT_AMOUNTS: dict[str, float] = {
 def window_distances(
     unit_vectors: npt.NDArray[np.float64], buffer_size: int
 ) -> npt.NDArray[np.float64]:
-    """Cosine distance between the windows around sentence i and i+1.
+    """Cosine distance across each gap: between sentence i and the ``buffer_size`` before it,
+    and sentence i+1 and the ``buffer_size`` after it.
 
-    A window is the mean of the embeddings of its sentence and ``buffer_size`` neighbours on each
-    side, so every sentence is embedded once and windows cost a running sum.
+    Each side is the mean of its sentences' embeddings, so every sentence is embedded once and
+    windows cost a running sum. The windows meet at the gap and share no sentence, so a change
+    of topic peaks at the gap where it happens rather than being spread over its neighbours.
     """
     n = len(unit_vectors)
     if n < 2:
         return np.zeros(0)
     sums = np.vstack([np.zeros((1, unit_vectors.shape[1])), np.cumsum(unit_vectors, axis=0)])
-    low = np.clip(np.arange(n) - buffer_size, 0, n)
-    high = np.clip(np.arange(n) + buffer_size + 1, 0, n)
-    windows = (sums[high] - sums[low]) / (high - low)[:, None]
-    norms = np.linalg.norm(windows, axis=1)
-    norms[norms == 0] = 1.0
-    windows = windows / norms[:, None]
-    similarity = np.einsum("ij,ij->i", windows[:-1], windows[1:])
+    gap = np.arange(n - 1)
+    left_low, left_high = np.maximum(gap - buffer_size, 0), gap + 1
+    right_low, right_high = gap + 1, np.minimum(gap + 2 + buffer_size, n)
+    left = (sums[left_high] - sums[left_low]) / (left_high - left_low)[:, None]
+    right = (sums[right_high] - sums[right_low]) / (right_high - right_low)[:, None]
+    similarity = np.einsum("ij,ij->i", _unit(left), _unit(right))
     return np.asarray(1.0 - similarity, dtype=np.float64)
+
+
+def _unit(vectors: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    norms = np.linalg.norm(vectors, axis=1)
+    norms[norms == 0] = 1.0
+    return vectors / norms[:, None]
 
 
 def breakpoints(

@@ -8,8 +8,10 @@ distance between neighbouring sentence windows peaks. Either way no chunk ever e
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import numpy as np
 
 from longcontext.chunk import Chunk
 from longcontext.splitters import boundaries
@@ -22,6 +24,9 @@ from longcontext.tokenizers import TokenizerLike
 
 Span = tuple[int, int]
 _SENTENCE_LEVELS = ("header", "paragraph", "line", "sentence")
+_RANKS = {level: len(boundaries.LEVELS) - n for n, level in enumerate(boundaries.LEVELS)}
+# A full chunk may end early, down to this share of what it holds, at a stronger break.
+_MIN_FILL = 0.5
 
 
 class SemanticSplitter(Splitter):
@@ -34,7 +39,7 @@ class SemanticSplitter(Splitter):
             LlamaIndex ``BaseEmbedding``; turns on breaks at embedding-distance peaks.
         threshold: how a peak is found: ``percentile``, ``standard_deviation``,
             ``interquartile`` or ``gradient`` (as LangChain's SemanticChunker).
-        threshold_amount: the threshold's parameter (defaults 95, 3, 1.5, 95).
+        threshold_amount: the threshold's parameter (defaults 99, 3, 1.5, 95).
         buffer_size: sentences on each side averaged into a sentence's window.
         min_tokens: chunks smaller than this merge into a neighbour when the result fits.
         batch_size: sentences per embedding call.
@@ -83,8 +88,9 @@ class SemanticSplitter(Splitter):
             return []
         measure = SpanMeasure(self.tokenizer, text)
         if self.embed is None:
-            units = self._units(measure, 0, len(text), boundaries.LEVELS, split_all=False)
-            ranges = _pack(units, measure, self.max_tokens)
+            ranks: dict[int, int] = {}
+            units = self._units(measure, 0, len(text), boundaries.LEVELS, False, ranks)
+            ranges = _pack(units, measure, self.max_tokens, [ranks.get(b, 0) for _, b in units])
         else:
             ranges = self._semantic_ranges(measure)
         ranges = _merge_small(ranges, measure.estimate, self.min_tokens, self.max_tokens)
@@ -92,12 +98,19 @@ class SemanticSplitter(Splitter):
 
     # -- structure ---------------------------------------------------------------------------
     def _units(
-        self, measure: SpanMeasure, start: int, end: int, levels: tuple[str, ...], split_all: bool
+        self,
+        measure: SpanMeasure,
+        start: int,
+        end: int,
+        levels: tuple[str, ...],
+        split_all: bool,
+        ranks: dict[int, int],
     ) -> list[Span]:
         """Pieces of [start, end) that each fit the budget, cut at the coarsest level that helps.
 
         With ``split_all`` every boundary of the first level is cut, fitting or not (sentences
-        for embedding); otherwise a piece is cut only while it is too long.
+        for embedding); otherwise a piece is cut only while it is too long. ``ranks`` gets the
+        strength of every cut made: 5 for a header down to 1 for a word.
         """
         if not split_all and measure.estimate(start, end) <= self.max_tokens:
             return [(start, end)]
@@ -107,6 +120,9 @@ class SemanticSplitter(Splitter):
             if measure.estimate(start, end) <= self.max_tokens:
                 return [(start, end)]
             return self._token_windows(measure, start, end)
+        rank = _RANKS[levels[0]]
+        for cut in cuts:
+            ranks[cut] = rank
         edges = [start, *cuts, end]
         deeper = levels[1:]
         pieces: list[Span] = []
@@ -115,7 +131,7 @@ class SemanticSplitter(Splitter):
             if size <= self.max_tokens and (not split_all or not deeper):
                 pieces.append((a, b))  # fits: no need to look at finer levels
             else:
-                pieces.extend(self._units(measure, a, b, deeper, split_all))
+                pieces.extend(self._units(measure, a, b, deeper, split_all, ranks))
         return pieces
 
     def _token_windows(self, measure: SpanMeasure, start: int, end: int) -> list[Span]:
@@ -124,26 +140,30 @@ class SemanticSplitter(Splitter):
         ]
 
     def _semantic_ranges(self, measure: SpanMeasure) -> list[Span]:
+        """Break at the peaks of embedding distance; inside, end full chunks at the biggest
+        shift (structure first, meaning next) in their second half."""
         text = measure.text
-        atoms = self._units(measure, 0, len(text), _SENTENCE_LEVELS, split_all=True)
+        ranks: dict[int, int] = {}
+        atoms = self._units(measure, 0, len(text), _SENTENCE_LEVELS, True, ranks)
         atoms = _absorb_blank(atoms, text)
         if len(atoms) < 3 or self.embed is None:
-            return _pack(atoms, measure, self.max_tokens)
+            return _pack(atoms, measure, self.max_tokens, [ranks.get(b, 0) for _, b in atoms])
         vectors = embed(self.embed, [text[a:b] for a, b in atoms], self.batch_size)
-        distances = window_distances(vectors, self.buffer_size)
-        breaks = set(breakpoints(distances, self.threshold, self.threshold_amount).tolist())
-        header_starts = set(boundaries.cuts(text, "header", 0, len(text)))
+        distances = window_distances(vectors, self.buffer_size).tolist()
+        # Cosine distances lie in [0, 2] and ranks are whole numbers: structure decides first.
+        scores = [ranks.get(atoms[k][1], 0) + d for k, d in enumerate(distances)]
+        peaks = breakpoints(np.asarray(distances), self.threshold, self.threshold_amount)
+        breaks = set(peaks.tolist())
         ranges: list[Span] = []
-        group: list[Span] = []
+        first = 0  # the first atom since the last break
         for index, atom in enumerate(atoms):
-            if group and atom[0] in header_starts:
-                ranges.extend(_pack(group, measure, self.max_tokens))
-                group = []
-            group.append(atom)
+            if index > first and ranks.get(atom[0]) == _RANKS["header"]:
+                ranges += _pack(atoms[first:index], measure, self.max_tokens, scores[first:])
+                first = index
             if index in breaks:
-                ranges.extend(_pack(group, measure, self.max_tokens))
-                group = []
-        ranges.extend(_pack(group, measure, self.max_tokens))
+                ranges += _pack(atoms[first : index + 1], measure, self.max_tokens, scores[first:])
+                first = index + 1
+        ranges += _pack(atoms[first:], measure, self.max_tokens, scores[first:])
         return ranges
 
     # -- exact counts --------------------------------------------------------------------------
@@ -159,18 +179,30 @@ class SemanticSplitter(Splitter):
         return bounds
 
 
-def _pack(units: list[Span], measure: SpanMeasure, budget: int) -> list[Span]:
-    """Greedily join consecutive units (which tile a stretch of text) while they fit the budget."""
+def _pack(
+    units: list[Span], measure: SpanMeasure, budget: int, cut_scores: Sequence[float]
+) -> list[Span]:
+    """Join consecutive units (which tile a stretch of text) into chunks within the budget.
+
+    A chunk takes units while they fit. When the next one does not, the chunk ends at the
+    best cut among those that keep it at least half full (``cut_scores[k]`` scores the cut
+    after unit ``k``; ties go to the later cut), so sizes follow the budget and cuts fall
+    where the text breaks most: a new section rather than a new sentence.
+    """
     if not units:
         return []
     edges = [units[0][0], *(end for _, end in units)]
     size = measure.sizer(edges)
     ranges: list[Span] = []
-    first = 0
-    for k in range(1, len(units)):
-        if size(first, k + 1) > budget:
-            ranges.append((edges[first], edges[k]))
-            first = k
+    first, k = 0, 1
+    while k < len(units):
+        if size(first, k + 1) > budget:  # unit k does not fit: the chunk ends at an edge <= k
+            floor = size(first, k) * _MIN_FILL
+            fits = [e for e in range(first + 1, k + 1) if size(first, e) >= floor]
+            end = max(fits, key=lambda e: (cut_scores[e - 1], e))
+            ranges.append((edges[first], edges[end]))
+            first, k = end, end
+        k += 1
     ranges.append((edges[first], edges[-1]))
     return ranges
 
