@@ -51,7 +51,8 @@ def window_distances(
 def _unit(vectors: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     norms = np.linalg.norm(vectors, axis=1)
     norms[norms == 0] = 1.0
-    return vectors / norms[:, None]
+    unit: npt.NDArray[np.float64] = vectors / norms[:, None]
+    return unit
 
 
 def breakpoints(
