@@ -460,7 +460,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--budgets",
-        default="50,75,100,150,200,250,300,400,500,700,1000",
+        default="50,75,100,150,200,250,300,400,500,600,700,1000",
         help="comma-separated token budgets for longcontext's splitters",
     )
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
