@@ -13,22 +13,10 @@ from langchain_core.language_models.base import LangSmithParams
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 # Light: the engine module imports torch and transformers only when a model is loaded.
-from longcontext.llm import LongContextLLM
-from longcontext.llm.engine import resolve_model
+from longcontext.llm import LongContextLLM, adapters
 
 # Per-call keyword arguments (``invoke(..., max_tokens=8)``, ``bind(temperature=0.7)``).
 _SAMPLING = ("max_tokens", "temperature", "top_p", "seed")
-# How the engine is loaded; a shared ``engine`` was loaded with its own, so these stay unset.
-_LOADING: dict[str, Any] = {
-    "context_length": None,
-    "rope": None,
-    "backend": "auto",
-    "lora": None,
-    "dtype": "auto",
-    "trust_remote_code": False,
-    "truncate": "error",
-    "engine_kwargs": {},
-}
 
 
 class EngineSettings(BaseModel):
@@ -72,27 +60,11 @@ class EngineSettings(BaseModel):
 
     @model_validator(mode="after")
     def _model_or_engine(self) -> EngineSettings:
-        if self.engine is None:
-            if self.model is None:
-                raise ValueError(
-                    "no model given: pass model='path/or/hf-id' or "
-                    "engine=longcontext.LongContextLLM(...)"
-                )
-            return self
-        clashing = [name for name, default in _LOADING.items() if getattr(self, name) != default]
-        if clashing:
-            raise ValueError(
-                f"{', '.join(clashing)} given together with engine=: a shared engine keeps the "
-                "settings it was loaded with; pass them to longcontext.LongContextLLM(...) instead"
-            )
-        if self.model is None:
-            self.model = self.engine.model
-        elif resolve_model(self.model) != self.engine.model:
-            raise ValueError(
-                f"model={self.model!r} but the engine serves {self.engine.model!r}; "
-                "pass only engine="
-            )
+        self.model = adapters.check_model_or_engine(self.model, self.engine, self._loading())
         return self
+
+    def _loading(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in adapters.LOADING}
 
     @property
     def client(self) -> LongContextLLM:
@@ -100,17 +72,7 @@ class EngineSettings(BaseModel):
         if self.engine is not None:
             return self.engine
         if self._client is None:
-            self._client = LongContextLLM(
-                str(self.model),
-                context_length=self.context_length,
-                rope=self.rope,
-                backend=self.backend,
-                lora=self.lora,
-                dtype=self.dtype,
-                trust_remote_code=self.trust_remote_code,
-                truncate=self.truncate,
-                **self.engine_kwargs,
-            )
+            self._client = adapters.load_engine(str(self.model), self._loading())
         return self._client
 
     def sampling(self, stop: list[str] | None, overrides: dict[str, Any]) -> dict[str, Any]:

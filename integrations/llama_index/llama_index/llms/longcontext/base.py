@@ -23,22 +23,11 @@ from llama_index.core.llms.llm import LLM
 
 # Light: the engine module imports torch and transformers only when a model is loaded.
 from longcontext.llm import LongContextLLM as Engine
-from longcontext.llm.engine import resolve_model
+from longcontext.llm import adapters
 
 if TYPE_CHECKING:
     from longcontext.llm import Generation
 
-# How the engine is loaded; a shared ``engine`` was loaded with its own, so these stay unset.
-_LOADING: dict[str, Any] = {
-    "context_length": None,
-    "rope": None,
-    "backend": "auto",
-    "lora": None,
-    "dtype": "auto",
-    "trust_remote_code": False,
-    "truncate": "error",
-    "engine_kwargs": {},
-}
 
 _ROLES = {
     MessageRole.SYSTEM: "system",
@@ -142,27 +131,11 @@ class LongContextLLM(LLM):
 
     @model_validator(mode="after")
     def _model_or_engine(self) -> LongContextLLM:
-        if self.engine is None:
-            if self.model is None:
-                raise ValueError(
-                    "no model given: pass model='path/or/hf-id' or "
-                    "engine=longcontext.LongContextLLM(...)"
-                )
-            return self
-        clashing = [name for name, default in _LOADING.items() if getattr(self, name) != default]
-        if clashing:
-            raise ValueError(
-                f"{', '.join(clashing)} given together with engine=: a shared engine keeps the "
-                "settings it was loaded with; pass them to longcontext.LongContextLLM(...) instead"
-            )
-        if self.model is None:
-            self.model = self.engine.model
-        elif resolve_model(self.model) != self.engine.model:
-            raise ValueError(
-                f"model={self.model!r} but the engine serves {self.engine.model!r}; "
-                "pass only engine="
-            )
+        self.model = adapters.check_model_or_engine(self.model, self.engine, self._loading())
         return self
+
+    def _loading(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in adapters.LOADING}
 
     @classmethod
     def class_name(cls) -> str:
@@ -174,17 +147,7 @@ class LongContextLLM(LLM):
         if self.engine is not None:
             return self.engine
         if self._client is None:
-            self._client = Engine(
-                str(self.model),
-                context_length=self.context_length,
-                rope=self.rope,
-                backend=self.backend,
-                lora=self.lora,
-                dtype=self.dtype,
-                trust_remote_code=self.trust_remote_code,
-                truncate=self.truncate,
-                **self.engine_kwargs,
-            )
+            self._client = adapters.load_engine(str(self.model), self._loading())
         return self._client
 
     @property
