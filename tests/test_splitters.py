@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from splitter_fixtures import byte_level_bpe, corpus_paths
 
 from longcontext import Chunk, SemanticSplitter, TokenSplitter, get_tokenizer
-from longcontext.splitters import boundaries
+from longcontext.splitters import base, boundaries
 from longcontext.tokenizers import Tokenizer
 
 TRICKY = [
@@ -87,6 +87,88 @@ def test_token_splitter_invariants(
         shared = tokenizer.count(text[after.start : before.end])
         # Overlap is the requested token count, give or take the tokens of one character.
         assert shared <= overlap + 4
+
+
+# Runs of letters, contractions, digits and symbols with few spaces: where the encodings'
+# patterns decide piece edges ("X's" + "'t...", "23" + "4", "&" + "quot", camelCase in o200k).
+DENSE = st.lists(
+    st.sampled_from(
+        [
+            "'s",
+            "'t",
+            "'ll",
+            "'",
+            "'title",
+            "bar",
+            "title",
+            "B",
+            "cd",
+            "EF",
+            "Gh",
+            "1",
+            "23",
+            "456",
+            "&",
+            "quot",
+            ";",
+            ".",
+            "/",
+            "+",
+            "=",
+            "_",
+            "-",
+            "。",
+            "漢字",
+            "今日",
+            "é",
+            "e\u0301",
+            "ß",
+            "ʰ",
+            "😀",
+            "\u200d",
+            "İ",
+            " ",
+            "\n",
+        ]
+    ),
+    min_size=30,
+    max_size=150,
+).map("".join)
+
+
+@given(text=st.one_of(TEXTS, DENSE), size=st.integers(8, 64), overlap=st.integers(0, 7))
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_counts_stay_exact_with_cuts_from_the_encodings_own_pattern(
+    tokenizer: Tokenizer, text: str, size: int, overlap: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Text without spaces (CJK, code, data) has no byte-level safe cut nearby; then the cuts
+    come from the encoding's pre-tokenizer pattern. Scanning one token makes that the rule."""
+    monkeypatch.setattr(base, "_SCAN", 1)
+    check_chunks(text, TokenSplitter(tokenizer, size, overlap).split(text), tokenizer, size)
+    check_chunks(text, SemanticSplitter(tokenizer, max_tokens=size).split(text), tokenizer, size)
+
+
+@given(text=DENSE, encoding=st.sampled_from(["cl100k_base", "o200k_base"]))
+@settings(
+    max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_every_short_slice_counts_exactly(
+    text: str, encoding: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every slice between two tokens, up to 12 apart, against its own re-encoding."""
+    monkeypatch.setattr(base, "_SCAN", 1)
+    tokenizer = get_tokenizer(encoding)
+    spans = tokenizer.spans(text)
+    counter = base.SliceCounter(tokenizer, text, spans)
+    n = len(spans)
+    edges = [k for k in range(n + 1) if spans.is_char_boundary(k)]
+    for a, i in enumerate(edges):
+        for j in edges[a + 1 : a + 13]:
+            end = len(text) if j == n else spans.start(j)
+            piece = text[spans.start(i) : end]
+            assert counter.count_span(i, j) == tokenizer.count(piece), piece
 
 
 @given(text=TEXTS, size=st.integers(8, 64), align=st.sampled_from(["word", "sentence"]))

@@ -9,6 +9,9 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from longcontext.chunk import Chunk
 from longcontext.spans import ByteTokenSpans, TokenSpans
 from longcontext.tokenizers import TiktokenTokenizer, Tokenizer, TokenizerLike
@@ -91,6 +94,7 @@ class SliceCounter:
             assert isinstance(spans, ByteTokenSpans)
             self._raw = spans.data or text.encode("ascii")
             self._byte_ends = spans.byte_ends
+        self._pieces: npt.NDArray[np.intp] | None = None
 
     def count_span(self, i: int, j: int) -> int:
         """Tokens in the slice from token ``i``'s start to token ``j``'s (both on characters).
@@ -141,16 +145,62 @@ class SliceCounter:
         return head + (last - first) + tail
 
     def _piece_start_after(self, i: int, j: int) -> int | None:
-        for k in range(i + 1, min(j, i + _SCAN)):
+        for k in range(i + 1, min(j, i + self._scan())):
             if self._starts_piece(k):
                 return k
-        return None
+        pieces = self._pattern_pieces()  # none nearby: text without spaces (CJK, code, data)
+        slot = int(np.searchsorted(pieces, i, side="right"))
+        return int(pieces[slot]) if slot < len(pieces) and pieces[slot] < j else None
 
     def _piece_start_before(self, j: int, i: int) -> int | None:
-        for k in range(j - 1, max(i, j - _SCAN), -1):
+        for k in range(j - 1, max(i, j - self._scan()), -1):
             if self._starts_piece(k):
                 return k
-        return None
+        pieces = self._pattern_pieces()
+        slot = int(np.searchsorted(pieces, j, side="left")) - 1
+        return int(pieces[slot]) if slot >= 0 and pieces[slot] > i else None
+
+    def _scan(self) -> int:
+        """Tokens to look through for a byte-level safe cut: fewer once the pattern's cuts,
+        one binary search away, are known (text that needed them is short of spaces)."""
+        return _SCAN if self._pieces is None else 4
+
+    def _pattern_pieces(self) -> npt.NDArray[np.intp]:
+        """Tokens that start a piece of the encoding's own pre-tokenizer pattern, found in one
+        pass over the text the first time the byte rules find no cut nearby.
+
+        Only pieces that start where a run of letters ends (at a digit or a symbol) count: the
+        run ends there by its class alone, never by lookahead or by where its piece began, and
+        no piece takes a letter as a prefix, so a slice cut there ends and starts exactly as
+        the whole text's pieces do. Elsewhere it may not: "23" re-encodes apart from "4" but
+        "234" is one piece; "&" is the prefix of "&quot" in a slice that starts with it; and
+        o200k ends "bar't" after its contraction, but "'title" is one piece. An apostrophe
+        does not count either: in a slice, a letter that closed a contraction ("X's|'t")
+        can take the next one ("'s't").
+        """
+        if self._pieces is None:
+            import regex  # tiktoken's own dependency, for its \p{L} patterns
+
+            text = self.text
+            pattern: str = getattr(self.tokenizer.encoding, "_pat_str", "")  # type: ignore[attr-defined]
+            found = (m.start() for m in (regex.finditer(pattern, text) if pattern else ()))
+            starts = [
+                p
+                for p in found
+                if p
+                and text[p - 1].isalpha()
+                and not (text[p].isalpha() or text[p].isspace() or text[p] == "'")
+            ]
+            spans = self.spans
+            assert isinstance(spans, ByteTokenSpans)
+            at = spans.byte_offsets(np.asarray(starts, dtype=np.int64))
+            token_starts = spans.byte_starts()
+            k = np.searchsorted(token_starts, at)
+            exact = (k < len(token_starts)) & (
+                token_starts[np.minimum(k, len(token_starts) - 1)] == at
+            )
+            self._pieces = k[exact]
+        return self._pieces
 
     def _starts_piece(self, k: int) -> bool:
         """Whether token ``k`` starts at a safe cut, judged on its ASCII neighbour bytes.
