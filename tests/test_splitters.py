@@ -144,8 +144,10 @@ def test_counts_stay_exact_with_cuts_from_the_encodings_own_pattern(
     tokenizer: Tokenizer, text: str, size: int, overlap: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Text without spaces (CJK, code, data) has no byte-level safe cut nearby; then the cuts
-    come from the encoding's pre-tokenizer pattern. Scanning one token makes that the rule."""
+    come from the encoding's pre-tokenizer pattern; scanning one token, at once, makes that the
+    rule."""
     monkeypatch.setattr(base, "_SCAN", 1)
+    monkeypatch.setattr(base, "_MISSES_BEFORE_PATTERN", 0)
     check_chunks(text, TokenSplitter(tokenizer, size, overlap).split(text), tokenizer, size)
     check_chunks(text, SemanticSplitter(tokenizer, max_tokens=size).split(text), tokenizer, size)
 
@@ -159,6 +161,7 @@ def test_every_short_slice_counts_exactly(
 ) -> None:
     """Every slice between two tokens, up to 12 apart, against its own re-encoding."""
     monkeypatch.setattr(base, "_SCAN", 1)
+    monkeypatch.setattr(base, "_MISSES_BEFORE_PATTERN", 0)
     tokenizer = get_tokenizer(encoding)
     spans = tokenizer.spans(text)
     counter = base.SliceCounter(tokenizer, text, spans)

@@ -65,6 +65,8 @@ _SAFE_CUT_OR_LINE = re.compile(r"(?<=\S) (?=\S)|(?<=[\r\n])[^\s/]")
 
 # How many tokens to look past an edge for a safe cut before re-encoding the whole slice.
 _SCAN = 64
+# How many such misses in one text before its pattern's cuts are found in one pass.
+_MISSES_BEFORE_PATTERN = 8
 
 
 def _line_starts_piece(tokenizer: TiktokenTokenizer) -> bool:
@@ -95,6 +97,7 @@ class SliceCounter:
             self._raw = spans.data or text.encode("ascii")
             self._byte_ends = spans.byte_ends
         self._pieces: npt.NDArray[np.intp] | None = None
+        self._misses = 0
 
     def count_span(self, i: int, j: int) -> int:
         """Tokens in the slice from token ``i``'s start to token ``j``'s (both on characters).
@@ -149,6 +152,8 @@ class SliceCounter:
             if self._starts_piece(k):
                 return k
         pieces = self._pattern_pieces()  # none nearby: text without spaces (CJK, code, data)
+        if pieces is None:
+            return None
         slot = int(np.searchsorted(pieces, i, side="right"))
         return int(pieces[slot]) if slot < len(pieces) and pieces[slot] < j else None
 
@@ -157,6 +162,8 @@ class SliceCounter:
             if self._starts_piece(k):
                 return k
         pieces = self._pattern_pieces()
+        if pieces is None:
+            return None
         slot = int(np.searchsorted(pieces, j, side="left")) - 1
         return int(pieces[slot]) if slot >= 0 and pieces[slot] > i else None
 
@@ -165,9 +172,11 @@ class SliceCounter:
         one binary search away, are known (text that needed them is short of spaces)."""
         return _SCAN if self._pieces is None else 4
 
-    def _pattern_pieces(self) -> npt.NDArray[np.intp]:
+    def _pattern_pieces(self) -> npt.NDArray[np.intp] | None:
         """Tokens that start a piece of the encoding's own pre-tokenizer pattern, found in one
-        pass over the text the first time the byte rules find no cut nearby.
+        pass over the text once the byte rules have found no cut nearby a few times (until
+        then, and for a text with a rare such stretch, the slice is re-encoded whole: cheaper
+        than a pass over all of it).
 
         Only pieces that start where a run of letters ends (at a digit or a symbol) count: the
         run ends there by its class alone, never by lookahead or by where its piece began, and
@@ -179,6 +188,9 @@ class SliceCounter:
         can take the next one ("'s't").
         """
         if self._pieces is None:
+            self._misses += 1
+            if self._misses <= _MISSES_BEFORE_PATTERN:
+                return None
             import regex  # tiktoken's own dependency, for its \p{L} patterns
 
             text = self.text
