@@ -16,7 +16,8 @@ THRESHOLDS: tuple[Threshold, ...] = (
 )
 # LangChain's SemanticChunker defaults, so settings carry over, but for the percentile: 99,
 # not 95. Full chunks already end at the biggest shift in their second half, so only the
-# strongest need a forced break; 95 made chunks small and recall low (docs/benchmarks.md).
+# strongest need a forced break; 95 made chunks far smaller than the budget, and worse at
+# the same mean size (docs/concepts/chunking.md).
 DEFAULT_AMOUNTS: dict[str, float] = {
     "percentile": 99.0,
     "standard_deviation": 3.0,
