@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,16 +52,6 @@ class Splitter(ABC):
         return self.split(text)
 
 
-# A lone space between two non-spaces starts a new pre-tokenizer piece in tiktoken's
-# patterns (" word", " `", or a piece of its own before digits), and no piece spans it.
-_SAFE_CUT = re.compile(r"(?<=\S) (?=\S)")
-# Where a newline run is one piece that ends at the next non-space, whatever follows
-# (cl100k's and o200k's `\s*[\r\n]`; GPT-2's patterns split such runs by lookahead), the
-# character after a newline starts a piece too, unless it is "/", which o200k's punctuation
-# pieces take after their newlines (":\n/").
-_SAFE_CUT_OR_LINE = re.compile(r"(?<=\S) (?=\S)|(?<=[\r\n])[^\s/]")
-
-
 # How many tokens to look past an edge for a safe cut before re-encoding the whole slice.
 _SCAN = 64
 # How many such misses in one text before its pattern's cuts are found in one pass.
@@ -78,8 +67,8 @@ def _line_starts_piece(tokenizer: TiktokenTokenizer) -> bool:
 class SliceCounter:
     """Exact token counts of slices of one text, re-encoding only their edges.
 
-    With tiktoken, a slice's pieces between its first and last "safe" position (a space that
-    starts a word) are exactly the pieces the whole-text encoding had there, and BPE never
+    With tiktoken, a slice's pieces between its first and last "safe" position (see
+    ``_starts_piece``) are exactly the pieces the whole-text encoding had there, and BPE never
     merges across pieces, so those tokens are counted from the first encoding and only the two
     edges are re-encoded. Other tokenizers, whose normalizers may not be local, re-encode the
     whole slice.
@@ -91,7 +80,6 @@ class SliceCounter:
         self.spans = spans
         self.local = isinstance(tokenizer, TiktokenTokenizer)
         self.lines = isinstance(tokenizer, TiktokenTokenizer) and _line_starts_piece(tokenizer)
-        self._edge = _SAFE_CUT_OR_LINE if self.lines else _SAFE_CUT
         if self.local:
             assert isinstance(spans, ByteTokenSpans)
             self._raw = spans.data or text.encode("ascii")
@@ -128,24 +116,18 @@ class SliceCounter:
         """Tokens in ``text[start:end]``; ``i`` and ``j`` are the first tokens starting at or
         after ``start`` and ``end``.
 
-        Most windows begin and end on piece edges and re-encode to exactly tokens ``i`` to
-        ``j``. Otherwise the nearest piece edges inside are looked up and only the bits
-        outside them are re-encoded.
+        A slice whose edges are token starts is counted by :meth:`count_span`; one that cuts
+        a token (rare at natural boundaries) is re-encoded whole.
         """
-        if not self.local:
-            return self.tokenizer.count(self.text[start:end])
-        first: int | None = i
-        last: int | None = j
-        if not (start == 0 or self._edge.match(self.text, start)):
-            first = self._piece_start_after(i, j)
-        if not (end == len(self.text) or self._edge.match(self.text, end)):
-            last = self._piece_start_before(j, i)
-        if first is None or last is None or first > last:
-            return self.tokenizer.count(self.text[start:end])
-        encode, text, spans = self.tokenizer.count, self.text, self.spans
-        head = encode(text[start : spans.start(first)]) if first > i else 0
-        tail = encode(text[spans.start(last) : end]) if last < j else 0
-        return head + (last - first) + tail
+        if self._token_starts_at(i, start) and self._token_starts_at(j, end):
+            return self.count_span(i, j)
+        return self.tokenizer.count(self.text[start:end])
+
+    def _token_starts_at(self, k: int, position: int) -> bool:
+        spans = self.spans
+        if k >= len(spans):
+            return position == len(self.text)
+        return spans.is_char_boundary(k) and spans.start(k) == position
 
     def _piece_start_after(self, i: int, j: int) -> int | None:
         for k in range(i + 1, min(j, i + self._scan())):
@@ -217,8 +199,13 @@ class SliceCounter:
     def _starts_piece(self, k: int) -> bool:
         """Whether token ``k`` starts at a safe cut, judged on its ASCII neighbour bytes.
 
-        Only ASCII neighbours are recognised: a subset of the cuts ``_edge`` finds, which is
-        all that exactness needs.
+        A lone space between two non-spaces starts a pre-tokenizer piece in tiktoken's
+        patterns (" word", " `", or a piece of its own before digits), and no piece spans it.
+        Where a newline run is one piece that ends at the next non-space whatever follows
+        (cl100k's and o200k's ``\\s*[\r\n]``; GPT-2's patterns split such runs by lookahead),
+        the character after a newline starts a piece too, unless it is "/", which o200k's
+        punctuation pieces take after their newlines (":\n/"). Only ASCII neighbours are
+        recognised: fewer cuts than there are, which is all that exactness needs.
         """
         raw, b = self._raw, int(self._byte_ends[k - 1])
         if b + 1 >= len(raw):
