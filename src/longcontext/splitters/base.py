@@ -107,27 +107,35 @@ class SliceCounter:
         tail = count(self._text_between(last, j)) if last < j else 0
         return head + (last - first) + tail
 
+    def count_chars(self, start: int, end: int, i: int, j: int) -> int:
+        """Tokens in ``text[start:end]`` when an edge falls inside a token; ``i`` and ``j`` are
+        the first tokens starting at or after ``start`` and ``end``.
+
+        Each such edge is re-encoded with the text up to the nearest safe cut inside the
+        slice; what lies between is counted by :meth:`count_span`.
+        """
+        count, spans = self.tokenizer.count, self.spans
+        start_on_token, end_on_token = (
+            self._token_starts_at(i, start),
+            self._token_starts_at(j, end),
+        )
+        first = i if start_on_token else self._piece_start_after(i - 1, j)
+        last = j if end_on_token else self._piece_start_before(j, i)
+        if not self.local or first is None or last is None or first > last:
+            return count(self.text[start:end])
+        head = 0 if start_on_token else count(self.text[start : spans.start(first)])
+        tail = 0 if end_on_token else count(self.text[spans.start(last) : end])
+        return head + self.count_span(first, last) + tail
+
+    def _token_starts_at(self, k: int, position: int) -> bool:
+        if k >= len(self.spans):
+            return position == len(self.text)
+        return self.spans.is_char_boundary(k) and self.spans.start(k) == position
+
     def _text_between(self, i: int, j: int) -> str:
         """The text from token ``i``'s start to token ``j``'s, both on character boundaries."""
         ends = self._byte_ends
         return self._raw[int(ends[i - 1]) if i else 0 : int(ends[j - 1]) if j else 0].decode()
-
-    def count_tokens(self, i: int, j: int, start: int, end: int) -> int:
-        """Tokens in ``text[start:end]``; ``i`` and ``j`` are the first tokens starting at or
-        after ``start`` and ``end``.
-
-        A slice whose edges are token starts is counted by :meth:`count_span`; one that cuts
-        a token (rare at natural boundaries) is re-encoded whole.
-        """
-        if self._token_starts_at(i, start) and self._token_starts_at(j, end):
-            return self.count_span(i, j)
-        return self.tokenizer.count(self.text[start:end])
-
-    def _token_starts_at(self, k: int, position: int) -> bool:
-        spans = self.spans
-        if k >= len(spans):
-            return position == len(self.text)
-        return spans.is_char_boundary(k) and spans.start(k) == position
 
     def _piece_start_after(self, i: int, j: int) -> int | None:
         for k in range(i + 1, min(j, i + self._scan())):
@@ -197,25 +205,39 @@ class SliceCounter:
         return self._pieces
 
     def _starts_piece(self, k: int) -> bool:
-        """Whether token ``k`` starts at a safe cut, judged on its ASCII neighbour bytes.
+        r"""Whether token ``k`` starts at a safe cut, judged on the bytes around it.
 
         A lone space between two non-spaces starts a pre-tokenizer piece in tiktoken's
         patterns (" word", " `", or a piece of its own before digits), and no piece spans it.
         Where a newline run is one piece that ends at the next non-space whatever follows
-        (cl100k's and o200k's ``\\s*[\r\n]``; GPT-2's patterns split such runs by lookahead),
+        (cl100k's and o200k's ``\s*[\r\n]``; GPT-2's patterns split such runs by lookahead),
         the character after a newline starts a piece too, unless it is "/", which o200k's
-        punctuation pieces take after their newlines (":\n/"). Only ASCII neighbours are
-        recognised: fewer cuts than there are, which is all that exactness needs.
+        punctuation pieces take after their newlines (":\n/").
         """
         raw, b = self._raw, int(self._byte_ends[k - 1])
         if b + 1 >= len(raw):
             return False
         before, here = raw[b - 1], raw[b]
-        if here == 0x20:  # a lone space between printable characters
-            return 0x20 < before < 0x7F and 0x20 < raw[b + 1] < 0x7F
-        if self.lines and before in (0x0A, 0x0D):  # a printable character after a newline
-            return 0x20 < here < 0x7F and here != 0x2F
+        if here == 0x20:  # a lone space between non-spaces
+            return not (self._is_space(self._char_ending(b)) or self._is_space(b + 1))
+        if self.lines and before in (0x0A, 0x0D):  # a non-space after a newline
+            return here != 0x2F and not self._is_space(b)
         return False
+
+    def _is_space(self, b: int) -> bool:
+        """Whether the character starting at byte ``b`` is whitespace (ASCII: no decoding)."""
+        lead = self._raw[b]
+        if lead < 0x80:
+            return lead <= 0x20 or lead == 0x7F or chr(lead).isspace()
+        width = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+        return self._raw[b : b + width].decode("utf-8", "replace").isspace()
+
+    def _char_ending(self, b: int) -> int:
+        """The first byte of the character that ends at byte ``b``."""
+        start = b - 1
+        while start > 0 and self._raw[start] & 0xC0 == 0x80:
+            start -= 1
+        return start
 
 
 def resolve(tokenizer: TokenizerLike) -> Tokenizer:

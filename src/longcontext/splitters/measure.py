@@ -81,9 +81,20 @@ class SpanMeasure:
     def exact_many(self, ranges: Sequence[tuple[int, int]]) -> list[int]:
         if self.spans is None:
             return [self.exact(a, b) for a, b in ranges]
-        first, _ = self.token_bounds([p for span in ranges for p in span])
-        count = self.counter.count_tokens
-        return [count(first[2 * k], first[2 * k + 1], a, b) for k, (a, b) in enumerate(ranges)]
+        edges = np.asarray([p for span in ranges for p in span], dtype=np.int64)
+        offsets = self._to_offsets(edges)
+        first = np.searchsorted(self._token_starts, offsets, side="left")
+        # An edge is on a token start, or at the text's end: then the counter's exact path.
+        starts = np.append(self._token_starts, self._to_offsets(np.array([len(self.text)])))
+        on_token = (starts[first] == offsets).tolist()
+        tokens = first.tolist()
+        counts = []
+        for k, (a, b) in enumerate(ranges):
+            if on_token[2 * k] and on_token[2 * k + 1]:
+                counts.append(self.counter.count_span(tokens[2 * k], tokens[2 * k + 1]))
+            else:  # a natural boundary inside a token (rare)
+                counts.append(self.counter.count_chars(a, b, tokens[2 * k], tokens[2 * k + 1]))
+        return counts
 
 
 def _identity(positions: IntArray) -> IntArray:
