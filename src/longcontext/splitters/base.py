@@ -115,13 +115,13 @@ class SliceCounter:
         slice; what lies between is counted by :meth:`count_span`.
         """
         count, spans = self.tokenizer.count, self.spans
-        start_on_token, end_on_token = (
-            self._token_starts_at(i, start),
-            self._token_starts_at(j, end),
-        )
+        if not self.local:
+            return count(self.text[start:end])
+        start_on_token = self._token_starts_at(i, start)
+        end_on_token = self._token_starts_at(j, end)
         first = i if start_on_token else self._piece_start_after(i - 1, j)
         last = j if end_on_token else self._piece_start_before(j, i)
-        if not self.local or first is None or last is None or first > last:
+        if first is None or last is None or first > last:
             return count(self.text[start:end])
         head = 0 if start_on_token else count(self.text[start : spans.start(first)])
         tail = 0 if end_on_token else count(self.text[spans.start(last) : end])
