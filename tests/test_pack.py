@@ -31,11 +31,11 @@ def assert_exact(result: PackResult, sources: dict[str, str]) -> None:
 
 
 # ----------------------------------------------------------------------------------------- merge
-def test_overlapping_and_touching_pieces_merge_into_the_exact_span() -> None:
+def test_overlapping_pieces_merge_into_the_exact_span() -> None:
     a, b, c, far = (
         piece(0, 300, 0.5),
         piece(200, 500, 0.9),
-        piece(500, 700, 0.4),
+        piece(450, 700, 0.4),
         piece(900, 1000, 0.1),
     )
     result = pack([a, b, c, far], budget_tokens=10_000)
@@ -50,6 +50,14 @@ def test_overlapping_and_touching_pieces_merge_into_the_exact_span() -> None:
     assert any(p is far for p in result.passages)  # untouched: the caller's own object
     assert result.text.count(SOURCE[200:300]) == 1
     assert result.dropped == []
+
+
+def test_touching_pieces_are_not_merged() -> None:
+    """Touching offsets are no evidence of one text: PDF pages split without overlap all
+    start at 0 and carry the file as source, so page 2's [0, 500) touches page 1's [500, ...)."""
+    a, b = piece(0, 300, 0.9), piece(300, 500, 0.5)
+    result = pack([a, b], budget_tokens=10_000)
+    assert result.passages == [a, b]
 
 
 def test_a_contained_or_duplicated_piece_is_sent_once() -> None:
@@ -67,11 +75,88 @@ def test_same_offsets_in_different_sources_are_not_merged() -> None:
     assert result.passages == [a, b]
 
 
-def test_pieces_that_disagree_on_shared_characters_are_an_error() -> None:
-    a = piece(0, 300)
-    b = {**piece(200, 400), "text": "Z" * 200}
-    with pytest.raises(ValueError, match=r"disagree on characters 200\.\.300"):
-        pack([a, b], budget_tokens=10_000)
+def test_pieces_that_disagree_on_shared_characters_stay_apart() -> None:
+    a = piece(0, 300, 0.9)
+    b = {**piece(200, 400, 0.5), "text": "Z" * 200}
+    result = pack([a, b], budget_tokens=10_000)
+    assert result.passages == [a, b]  # each with its own text and offsets, nothing raised
+    assert [(r.start, r.end) for r in result.records] == [(0, 300), (200, 400)]
+
+
+def test_pdf_pages_with_one_source_merge_only_within_a_page() -> None:
+    """PyPDFLoader gives every page the file as ``source``; split with ``add_start_index``,
+    offsets count from each page's start."""
+    from langchain_core.documents import Document
+
+    pages = [SOURCE[0:3000], SOURCE[5000:8000]]
+
+    def doc(page: int, start: int, end: int, score: float) -> tuple[Document, float]:
+        meta = {"source": "report.pdf", "page": page, "start_index": start}
+        return Document(page_content=pages[page][start:end], metadata=meta), score
+
+    items = [
+        doc(0, 0, 400, 0.9),
+        doc(1, 300, 700, 0.8),
+        doc(0, 350, 800, 0.95),
+        doc(1, 0, 300, 0.6),
+    ]
+    result = pack(items, budget_tokens=10_000, strategy="none")
+    texts = sorted((r.metadata["page"], r.start, r.end, r.text) for r in result.records)
+    assert (
+        texts
+        == [
+            (0, 0, 800, pages[0][0:800]),  # two chunks of page 0 that agree on [350, 400)
+            (1, 0, 300, pages[1][0:300]),  # touches page 1's next chunk: not merged
+            (1, 300, 700, pages[1][300:700]),  # overlaps page 0's chunks but disagrees with them
+        ]
+    )
+    merged = next(r for r in result.records if r.metadata["page"] == 0)
+    # The best member ([350, 800)) gave its metadata; its start_index now describes the span.
+    assert merged.metadata["start_index"] == 0 and merged.metadata["merged_from"] == 2
+
+
+def test_llamaindex_nodes_with_section_offsets_never_mix_sections() -> None:
+    """Nodes parsed from sections carry offsets within their section but the document's id."""
+    from llama_index.core.schema import NodeRelationship, NodeWithScore, RelatedNodeInfo, TextNode
+
+    sections = [SOURCE[:4000], SOURCE[4000:8000]]
+
+    def node(section: int, start: int, end: int, score: float) -> NodeWithScore:
+        text = sections[section][start:end]
+        n = TextNode(text=text, start_char_idx=start, end_char_idx=end)
+        n.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id="doc-1")
+        return NodeWithScore(node=n, score=score)
+
+    nodes = [node(0, 0, 500, 0.9), node(1, 400, 900, 0.8), node(0, 450, 1000, 0.7)]
+    result = pack(nodes, budget_tokens=10_000)
+    assert sorted((r.start, r.end, r.text) for r in result.records) == [
+        (0, 1000, sections[0][:1000]),
+        (400, 900, sections[1][400:900]),
+    ]
+
+
+def test_merged_and_cut_passages_get_a_fresh_token_count() -> None:
+    from langchain_core.documents import Document
+
+    from longcontext import TokenSplitter
+
+    chunks = TokenSplitter(TOK, chunk_size=64, chunk_overlap=16).split(SOURCE[:2000])
+    docs = [
+        Document(
+            page_content=c.text,
+            metadata={"source": "s", "start_index": c.start, "token_count": c.token_count},
+        )
+        for c in chunks[:3]
+    ]
+    (merged,) = pack(docs, budget_tokens=10_000).records
+    assert merged.metadata["merged_from"] == 3
+    assert merged.metadata["token_count"] == TOK.count(merged.text) > chunks[0].token_count
+    assert merged.metadata["start_index"] == 0 == merged.start
+
+    (cut,) = pack(docs[1:2], budget_tokens=20).records
+    assert cut.metadata["truncated"]
+    assert cut.metadata["token_count"] == TOK.count(cut.text) <= 20 < chunks[1].token_count
+    assert (cut.metadata["start_index"], cut.start) == (chunks[1].start, chunks[1].start)
 
 
 def test_offsets_that_do_not_match_the_text_are_an_error() -> None:
@@ -345,5 +430,41 @@ def test_pack_never_sends_a_source_character_twice_and_stays_in_budget(
             assert not covered & sent[str(record.source)]
             sent[str(record.source)] |= covered
     # Every input is accounted for exactly once: kept (maybe inside a merge) or dropped.
+    kept = [o for r in result.records for o in r.origin]
+    assert sorted(map(id, kept + result.dropped)) == sorted(map(id, passages))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    items=st.lists(
+        st.tuples(st.integers(0, 1500), st.integers(1, 400), st.integers(0, 2), st.floats(0, 1)),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_one_source_id_over_several_texts_never_mixes_them(
+    items: list[tuple[int, int, int, float]],
+) -> None:
+    """Pages of one file under one source id: every record is an exact slice of one page at
+    its offsets, and its token_count is its own."""
+    pages = [SOURCE[:2000], SOURCE[2000:4000], SOURCE[:1000] + SOURCE[3000:4000]]
+    passages = [
+        {
+            "text": pages[page][start : start + length],
+            "start": start,
+            "end": start + len(pages[page][start : start + length]),
+            "source": "file.pdf",
+            "score": score,
+            "metadata": {"token_count": -1},
+        }
+        for start, length, page, score in items
+        if pages[page][start : start + length]
+    ]
+    assume(passages)
+    result = pack(passages, 100_000)
+    for record in result.records:
+        assert any(page[record.start : record.end] == record.text for page in pages)
+        if len(record.origin) > 1:
+            assert record.metadata["token_count"] == TOK.count(record.text)
     kept = [o for r in result.records for o in r.origin]
     assert sorted(map(id, kept + result.dropped)) == sorted(map(id, passages))

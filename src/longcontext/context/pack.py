@@ -2,8 +2,8 @@
 
 Overlapping chunks (a 512/64 split retrieves neighbours that share 64 tokens) would send the same
 source text twice. ``pack`` takes passages from most to least relevant, merges each with the kept
-passages of the same source that it overlaps or touches into the exact source span, keeps it if
-the context still fits the budget, and finally lays the kept passages out with
+passages of the same source that it overlaps and agrees with into the exact source span, keeps
+it if the context still fits the budget, and finally lays the kept passages out with
 :func:`longcontext.context.reorder.reorder`'s strategies.
 """
 
@@ -68,10 +68,11 @@ def _end(p: Passage) -> int:
 
 
 def _join(pieces: Sequence[Passage], ranks: Sequence[int]) -> Passage:
-    """The exact source span that overlapping or touching pieces of one source cover.
+    """The exact source span that overlapping pieces of one source cover.
 
-    ``ranks`` orders the pieces by relevance; the merged passage takes the best one's score
-    and metadata. Text shared by two pieces appears once.
+    The pieces agree on every character they share (:func:`_agree`); ``ranks`` orders them by
+    relevance, and the merged passage takes the best one's score and metadata. Text shared by
+    two pieces appears once.
     """
     if len(pieces) == 1:
         return pieces[0]
@@ -79,14 +80,6 @@ def _join(pieces: Sequence[Passage], ranks: Sequence[int]) -> Passage:
     first = by_start[0]
     span_start, span_end, text = _start(first), _end(first), first.text
     for piece in by_start[1:]:
-        shared = min(span_end, _end(piece)) - _start(piece)
-        # Both passages claim these characters of one source; they must agree on them.
-        if text[_start(piece) - span_start :][:shared] != piece.text[:shared]:
-            raise ValueError(
-                f"passages from source {piece.source!r} disagree on characters "
-                f"{_start(piece)}..{_start(piece) + shared}; passages with one source id must be "
-                "exact slices of one text"
-            )
         if _end(piece) > span_end:
             text += piece.text[span_end - _start(piece) :]
             span_end = _end(piece)
@@ -101,6 +94,36 @@ def _join(pieces: Sequence[Passage], ranks: Sequence[int]) -> Passage:
         metadata={**best.metadata, "merged_from": len(pieces)},
         origin=tuple(o for p in by_rank for o in p.origin or (p,)),
     )
+
+
+def _agree(a: Passage, b: Passage) -> bool:
+    """Whether two passages of one source share characters and agree on all of them.
+
+    One source id can name several texts (a PDF's pages all carry the file as ``source``;
+    LlamaIndex nodes give offsets in a section but name the document): passages whose shared
+    characters differ are slices of different texts, and passages that only touch give no
+    evidence that they are neighbours in one text. Neither is merged.
+    """
+    low, high = max(_start(a), _start(b)), min(_end(a), _end(b))
+    if low >= high:
+        return False
+    return a.text[low - _start(a) : high - _start(a)] == b.text[low - _start(b) : high - _start(b)]
+
+
+def _refreshed(passage: Passage, tok: Tokenizer) -> Passage:
+    """A merged or cut passage with metadata that describes its own text.
+
+    The metadata comes from the best member, so a splitter's ``token_count`` and LangChain's
+    ``start_index``/``end_index`` would describe that member, not this text.
+    """
+    metadata = dict(passage.metadata)
+    if "token_count" in metadata:
+        metadata["token_count"] = tok.count(passage.text)
+    if passage.start is not None:
+        for key, value in (("start_index", passage.start), ("end_index", passage.end)):
+            if key in metadata:
+                metadata[key] = value
+    return replace(passage, metadata=metadata)
 
 
 class _Context:
@@ -125,13 +148,14 @@ class _Context:
             if piece.has_span
             and u.passage.has_span
             and u.passage.source == piece.source
-            and _start(u.passage) <= _end(piece)
-            and _start(piece) <= _end(u.passage)
+            and _agree(u.passage, piece)
         ]
         members = sorted([i, *(m for u in meets for m in u.members)], key=self._rank(i, rank))
         pieces = [piece if m == i else self.pieces[m] for m in members]
         ranks = [rank if m == i else self.rank_of[m] for m in members]
         passage = _join(pieces, ranks)
+        if len(pieces) > 1:
+            passage = _refreshed(passage, self.tok)
         unit = _Unit(
             passage,
             members,
@@ -214,7 +238,7 @@ def _cut(
             f"budget_tokens={budget} cannot hold any of the most relevant passage (with the "
             "template, if any); raise the budget"
         )
-    return cut_at(chars)
+    return _refreshed(cut_at(chars), tok)
 
 
 def pack(
@@ -230,11 +254,15 @@ def pack(
 
     1. Passages are taken from most to least relevant: by score, or without scores in input
        order; a None or NaN score ranks lowest, with one warning.
-    2. A passage that overlaps or touches a kept passage of the same source (same source id,
-       by character offsets) is merged with it into one passage whose text is the exact source
-       span: shared text appears once and costs only what the passage adds. A merged passage
-       has its best member's score and metadata, plus ``merged_from``. Passages without a
-       source id or offsets are never merged.
+    2. A passage that overlaps a kept passage of the same source (same source id, by
+       character offsets) and agrees with it on every shared character is merged with it into
+       one passage whose text is the exact source span: shared text appears once and costs
+       only what the passage adds. A merged passage has its best member's score and metadata,
+       plus ``merged_from``. Passages without a source id or offsets, passages that only
+       touch, and passages whose shared characters differ (one source id naming several
+       texts, such as a PDF's pages) are never merged: each keeps its own text and offsets.
+       A merged or cut passage's ``token_count``, ``start_index`` and ``end_index`` metadata,
+       where present, describe its new text (counted with ``tokenizer``).
     3. The passage is kept if the context still fits: the tokens of every kept passage rendered
        with the template, plus one separator's tokens between passages. Otherwise it is
        dropped and a less relevant one may still fill the room. (The joined text is checked at
@@ -258,8 +286,8 @@ def pack(
 
     Raises:
         ValueError: for an unknown strategy, a budget below 1, a template without ``{text}``,
-            offsets that do not match a passage's text, or a budget that cannot hold a single
-            character of the most relevant passage.
+            offsets whose length does not match a passage's text, or a budget that cannot hold
+            a single character of the most relevant passage.
     """
     check_strategy(strategy)
     if isinstance(budget_tokens, bool) or not isinstance(budget_tokens, numbers.Integral):
