@@ -10,6 +10,7 @@ import itertools
 import pytest
 from langchain_community.vectorstores import FAISS
 from langchain_core.documents import Document
+from langchain_core.load import dumps, loads
 from langchain_core.runnables import RunnableLambda
 from langchain_longcontext import LostInTheMiddleReorder, SemanticSplitter, TokenSplitter
 from langchain_text_splitters import TextSplitter, TokenTextSplitter
@@ -101,7 +102,7 @@ def test_split_documents_and_transform_documents_keep_each_documents_metadata() 
 
 def test_semantic_splitter_with_real_langchain_embeddings() -> None:
     text = TEXT[:6000]
-    splitter = SemanticSplitter(max_tokens=200, embeddings=MiniLMEmbeddings())
+    splitter = SemanticSplitter(chunk_size=200, embeddings=MiniLMEmbeddings())
     assert isinstance(splitter, TextSplitter)
     docs = splitter.create_documents([text])
 
@@ -119,8 +120,8 @@ def test_semantic_splitter_with_real_langchain_embeddings() -> None:
 def test_bad_sizes_raise_the_cores_errors() -> None:
     with pytest.raises(ValueError, match="chunk_overlap=64 must be smaller than chunk_size=64"):
         TokenSplitter(chunk_size=64, chunk_overlap=64)
-    with pytest.raises(ValueError, match="max_tokens"):
-        SemanticSplitter(max_tokens=0)
+    with pytest.raises(ValueError, match="must be a positive number of tokens"):
+        SemanticSplitter(chunk_size=0)
     with pytest.raises(TypeError, match="text must be str"):
         TokenSplitter().split_text(b"bytes")  # type: ignore[arg-type]
 
@@ -199,3 +200,32 @@ def test_tiny_budget_cuts_the_best_document_and_flags_it(store: FAISS) -> None:
     assert doc.metadata["truncated"] is True
     assert TOK.count(doc.page_content) <= 20
     assert TEXT[doc.metadata["start_index"] : doc.metadata["end_index"]] == doc.page_content
+
+
+def test_reorderer_round_trips_through_langchains_dumps_and_loads(store: FAISS) -> None:
+    original = LostInTheMiddleReorder(
+        strategy="reverse_rank", budget_tokens=400, template="[{source}] {text}", score_key="s"
+    )
+    serialized = dumps(original)
+    # loads imports only from trusted namespaces, and only the classes it is allowed.
+    with pytest.raises(ValueError, match="not allowed"):
+        loads(serialized, valid_namespaces=["langchain_longcontext"], allowed_objects="all")
+    loaded = loads(
+        serialized,
+        valid_namespaces=["langchain_longcontext"],
+        allowed_objects=[LostInTheMiddleReorder],
+    )
+    assert isinstance(loaded, LostInTheMiddleReorder) and loaded == original
+    hits = store.similarity_search_with_relevance_scores(QUESTION, k=6)
+    assert loaded.invoke(hits) == original.invoke(hits)
+    chain = RunnableLambda(lambda q: store.similarity_search_with_relevance_scores(q, k=6)) | loaded
+    assert chain.invoke(QUESTION) == original.invoke(hits)
+    default = LostInTheMiddleReorder()
+    assert (
+        loads(
+            dumps(default),
+            valid_namespaces=["langchain_longcontext"],
+            allowed_objects=[LostInTheMiddleReorder],
+        )
+        == default
+    )

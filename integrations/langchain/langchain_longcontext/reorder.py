@@ -10,8 +10,9 @@ from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, field_validator
 
 from longcontext.context import Passage, pack, reorder
-from longcontext.context.passages import DEFAULT_SCORE_KEY
-from longcontext.context.reorder import check_strategy
+
+# The metadata key LangChain's rerankers (CohereRerank, CrossEncoderReranker) write scores to.
+DEFAULT_SCORE_KEY = "relevance_score"
 
 DocumentsIn = Sequence[Document | tuple[Document, float]]
 
@@ -33,6 +34,10 @@ class LostInTheMiddleReorder(
     ``metadata["source"]`` whose ``start_index``/``end_index`` spans overlap are merged into
     one exact span, and only the most relevant that fit the budget are kept. A merged or cut
     document carries ``merged_from`` or ``truncated`` in its metadata.
+
+    It is serializable the LangChain way (``langchain_core.load.dumps``, then
+    ``loads(..., valid_namespaces=["langchain_longcontext"],
+    allowed_objects=[LostInTheMiddleReorder])``) when its tokenizer is given by name.
 
     Args:
         strategy: ``"important_first_last"``, ``"reverse_rank"`` or ``"none"``.
@@ -56,7 +61,17 @@ class LostInTheMiddleReorder(
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, strategy: str) -> str:
-        return check_strategy(strategy)
+        reorder([], strategy=strategy)  # raises, naming the strategies, for an unknown one
+        return strategy
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return True
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        """``["langchain_longcontext"]``: ``loads`` imports the class from this package."""
+        return ["langchain_longcontext"]
 
     def transform_documents(self, documents: DocumentsIn, **kwargs: Any) -> list[Document]:
         """Reorder (and with a budget, pack) the documents."""
