@@ -12,8 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiny_models import make_tokenizer, tiny_llama_dir  # noqa: F401 - pytest fixture
 
-from longcontext.llm import ContextWindowExceededError, Generation, LongContextLLM
-from longcontext.llm.backends.base import SamplingOptions
+from longcontext.llm import ContextWindowExceededError, Generation, LongContextLLM, Sampling
 from longcontext.llm.budget import truncate_ids
 from longcontext.llm.stops import StopScanner, cut_at_stop
 from longcontext.rope import RopeScaling
@@ -30,13 +29,14 @@ class RecordingBackend:
     def __init__(self) -> None:
         self.calls: list[list[list[int]]] = []
 
-    def generate(self, prompts: Sequence[list[int]], options: SamplingOptions) -> list[Generation]:
+    def generate(self, prompts: Sequence[list[int]], sampling: Sampling) -> list[Generation]:
         self.calls.append(list(prompts))
         return [Generation("", len(p), 0, "stop") for p in prompts]
 
-    def stream(self, prompt: list[int], options: SamplingOptions) -> Iterator[str]:
+    def stream(self, prompt: list[int], sampling: Sampling) -> Iterator[str | Generation]:
         self.calls.append([prompt])
         yield ""
+        yield Generation("", len(prompt), 0, "stop")
 
 
 @pytest.fixture(scope="module")

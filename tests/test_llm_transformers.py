@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from tiny_models import tiny_llama_dir, tiny_qwen2_dir  # noqa: F401 - pytest fixtures
 
-from longcontext.llm import Generation, LongContextLLM
+from longcontext.llm import Generation, LongContextLLM, Sampling
 from longcontext.llm.backends.transformers import attention_candidates
 
 PROMPTS = ["Romeo, Romeo, wherefore art thou", "But soft, what light"]
@@ -96,11 +96,69 @@ def test_seeded_sampling_repeats(llm: LongContextLLM) -> None:
     assert len(others | {a[0].text}) > 1  # sampling does sample
 
 
+SAMPLED = Sampling(max_tokens=8, temperature=1.0, top_p=0.9)
+
+
+def test_seeded_sampling_is_reproducible_across_threads(llm: LongContextLLM) -> None:
+    """Two threads sampling at once with different seeds each get the text they get alone (torch's
+    global generator, shared by threads, used to mix their draws)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    seeds = (21, 22)
+    alone = {seed: llm.generate(PROMPTS[0], SAMPLED, seed=seed)[0].text for seed in seeds}
+    assert alone[21] != alone[22]  # else the test could not see the seeds mixed
+    alone_stream = "".join(llm.stream(PROMPTS[1], SAMPLED, seed=23))
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(4):
+            futures = {s: pool.submit(llm.generate, PROMPTS[0], SAMPLED, seed=s) for s in seeds}
+            streamed = pool.submit(lambda: "".join(llm.stream(PROMPTS[1], SAMPLED, seed=23)))
+            assert {seed: f.result()[0].text for seed, f in futures.items()} == alone
+            assert streamed.result() == alone_stream
+
+
+def test_seeded_sampling_is_the_same_in_a_batch_stream_or_alone(llm: LongContextLLM) -> None:
+    """A seed gives a prompt the same sample whether it is generated alone, in a batch (each row
+    draws from its own generator, as vLLM seeds each request) or streamed."""
+    seeded = SAMPLED.override(seed=5)
+    batch = llm.generate(PROMPTS, seeded)
+    assert batch == [llm.generate(p, seeded)[0] for p in PROMPTS]
+    stream = llm.stream(PROMPTS[0], seeded)
+    assert "".join(stream) == batch[0].text
+    assert stream.generation == batch[0]
+    unseeded = {llm.generate(PROMPTS[0], SAMPLED)[0].text for _ in range(4)}
+    assert len(unseeded) > 1  # without a seed each call draws afresh
+
+
+def test_stream_ends_with_the_generation_counts(llm: LongContextLLM) -> None:
+    (expected,) = llm.generate(PROMPTS[1], max_tokens=8)
+    stream = llm.stream(PROMPTS[1], max_tokens=8)
+    assert stream.generation is None  # not before it has ended
+    assert "".join(stream) == expected.text
+    assert stream.generation == expected
+    chat_stream = llm.stream_chat(MESSAGES, max_tokens=5)
+    assert "".join(chat_stream) == llm.chat(MESSAGES, max_tokens=5).text
+    assert chat_stream.generation == llm.chat(MESSAGES, max_tokens=5)
+
+
+def test_a_sampling_object_and_keywords_are_one_path(llm: LongContextLLM) -> None:
+    sampling = Sampling(max_tokens=6, temperature=0.8, seed=3)
+    by_object = llm.generate(PROMPTS[0], sampling)
+    assert by_object == llm.generate(PROMPTS[0], max_tokens=6, temperature=0.8, seed=3)
+    assert llm.generate(PROMPTS[0], sampling, max_tokens=2)[0].completion_tokens == 2
+    assert llm.chat(MESSAGES, sampling) == llm.chat(MESSAGES, **vars(sampling))
+    with pytest.raises(TypeError, match=r"unknown sampling arguments \['top_k'\]"):
+        llm.generate(PROMPTS[0], top_k=5)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"sampling must be a longcontext\.Sampling"):
+        llm.generate(PROMPTS[0], {"max_tokens": 5})  # type: ignore[arg-type]
+
+
 async def test_async_forms_match_sync(llm: LongContextLLM) -> None:
     assert await llm.agenerate(PROMPTS, max_tokens=5) == llm.generate(PROMPTS, max_tokens=5)
     assert await llm.achat(MESSAGES, max_tokens=5) == llm.chat(MESSAGES, max_tokens=5)
-    deltas = [d async for d in llm.astream(PROMPTS[0], max_tokens=6)]
+    stream = llm.astream(PROMPTS[0], max_tokens=6)
+    deltas = [d async for d in stream]
     assert "".join(deltas) == llm.generate(PROMPTS[0], max_tokens=6)[0].text
+    assert stream.generation == llm.generate(PROMPTS[0], max_tokens=6)[0]
     chat_deltas = [d async for d in llm.astream_chat(MESSAGES, max_tokens=6)]
     assert "".join(chat_deltas) == llm.chat(MESSAGES, max_tokens=6).text
 

@@ -191,7 +191,14 @@ def test_engine_kwargs_give_the_scaled_window_in_real_vllm(
     method: str,
 ) -> None:
     rope = RopeScaling.for_target(str(tiny_llama_dir), 8192, method)
-    kwargs = engine_kwargs(str(tiny_llama_dir), context_window=8192, rope=rope)
+    kwargs = engine_kwargs(
+        str(tiny_llama_dir),
+        context_window=8192,
+        rope=rope,
+        lora=None,
+        dtype="auto",
+        trust_remote_code=False,
+    )
     args = EngineArgs(**kwargs)
     config = args.create_model_config()
     assert config.max_model_len == 8192
@@ -204,6 +211,10 @@ def test_engine_kwargs_unscaled_and_caller_overrides(tiny_llama_dir: Path) -> No
     kwargs = engine_kwargs(
         str(tiny_llama_dir),
         context_window=1024,
+        rope=None,
+        lora=None,
+        dtype="auto",
+        trust_remote_code=False,
         tensor_parallel_size=2,
         gpu_memory_utilization=0.6,
         enable_prefix_caching=False,

@@ -149,7 +149,48 @@ def test_merge_is_cached_by_base_and_adapter_hash(
     again = merged_checkpoint(str(tiny_llama_dir), adapter, cache_dir=tmp_path)
     assert again == first and (again / "model.safetensors").stat().st_mtime_ns == stamp
     assert merge_key(str(tiny_llama_dir), inspect_adapter(plain_adapter)) != first.name
-    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no leftover work directories
+    # No leftover work directories; beside the checkpoint only the file digests.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".digests.json", first.name]
+
+
+def _fake_base(path: Path, weights: bytes) -> Path:
+    path.mkdir()
+    (path / "config.json").write_text('{"model_type": "llama"}')
+    (path / "model.safetensors").write_bytes(weights)
+    return path
+
+
+def test_merge_key_sees_every_byte_of_the_base(plain_adapter: Path, tmp_path: Path) -> None:
+    """Two bases whose multi-MB weights differ only in the middle byte get two merged
+    checkpoints (the key used to hash only 1 MiB from each end of a file)."""
+    weights = bytes(range(256)) * (3 * (1 << 20) // 256)  # 3 MiB
+    middle = len(weights) // 2
+    changed = weights[:middle] + bytes([weights[middle] ^ 1]) + weights[middle + 1 :]
+    a = _fake_base(tmp_path / "a", weights)
+    b = _fake_base(tmp_path / "b", changed)
+    adapter = inspect_adapter(plain_adapter)
+    assert merge_key(str(a), adapter) != merge_key(str(b), adapter)
+    assert merge_key(str(a), adapter) == merge_key(str(tmp_path / "a"), adapter)
+
+
+def test_merge_key_digests_are_kept_by_size_and_mtime(plain_adapter: Path, tmp_path: Path) -> None:
+    """A base's files are hashed once: their digests are kept in the cache directory and reused
+    while a file's size and modification time are unchanged."""
+    import os
+
+    base = _fake_base(tmp_path / "base", b"\0" * 4096)
+    cache = tmp_path / "cache"
+    adapter = inspect_adapter(plain_adapter)
+    first = merge_key(str(base), adapter, cache_dir=cache)
+    assert (cache / ".digests.json").is_file()
+    weights = base / "model.safetensors"
+    stat = weights.stat()
+    weights.write_bytes(b"\1" * 4096)  # same size ...
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # ... and same mtime: not re-read
+    assert merge_key(str(base), adapter, cache_dir=cache) == first
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # touched: hashed again
+    assert merge_key(str(base), adapter, cache_dir=cache) != first
+    assert merge_key(str(base), adapter) != first  # without a cache everything is read
 
 
 def test_engine_serves_the_merged_model(
@@ -161,7 +202,7 @@ def test_engine_serves_the_merged_model(
     tuned = LongContextLLM(
         tiny_llama_dir, backend="transformers", lora=longlora_adapter, merge_cache_dir=tmp_path
     )
-    (merged_dir,) = tmp_path.iterdir()
+    (merged_dir,) = tmp_path.glob("[!.]*")
     merged = LongContextLLM(merged_dir, backend="transformers")
     tuned_text = tuned.generate(PROMPT, max_tokens=8)[0].text
     assert tuned_text != base.generate(PROMPT, max_tokens=8)[0].text

@@ -14,7 +14,7 @@ from longcontext.tokenizers import Tokenizer, get_tokenizer
 
 if TYPE_CHECKING:
     from longcontext.context import PackResult, pack, reorder
-    from longcontext.llm import ContextWindowExceededError, Generation, LongContextLLM
+    from longcontext.llm import ContextWindowExceededError, Generation, LongContextLLM, Sampling
     from longcontext.rope import RopeScaling
     from longcontext.splitters import SemanticSplitter, TokenSplitter
 
@@ -29,6 +29,7 @@ _LAZY = {
     "RopeScaling": "longcontext.rope",
     "LongContextLLM": "longcontext.llm",
     "Generation": "longcontext.llm",
+    "Sampling": "longcontext.llm",
     "ContextWindowExceededError": "longcontext.llm",
 }
 
@@ -39,6 +40,7 @@ __all__ = [
     "LongContextLLM",
     "PackResult",
     "RopeScaling",
+    "Sampling",
     "SemanticSplitter",
     "TokenSplitter",
     "Tokenizer",

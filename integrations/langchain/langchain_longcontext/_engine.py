@@ -13,10 +13,13 @@ from langchain_core.language_models.base import LangSmithParams
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 # Light: the engine module imports torch and transformers only when a model is loaded.
-from longcontext.llm import LongContextLLM, adapters
+from longcontext.llm import LongContextLLM, Sampling, adapters
 
 # Per-call keyword arguments (``invoke(..., max_tokens=8)``, ``bind(temperature=0.7)``).
 _SAMPLING = ("max_tokens", "temperature", "top_p", "seed")
+# The defaults are the engine's own, written once in longcontext.
+_LOAD = adapters.LOADING
+_DEFAULTS = Sampling()
 
 
 class EngineSettings(BaseModel):
@@ -26,33 +29,33 @@ class EngineSettings(BaseModel):
 
     model: str | None = None
     """Local path or Hugging Face id of the model (optional when ``engine`` is given)."""
-    context_length: int | None = None
+    context_length: int | None = _LOAD["context_length"]
     """Target context window; larger than the trained one means RoPE scaling."""
-    rope: Any = None
+    rope: Any = _LOAD["rope"]
     """RoPE scaling method (``"linear"``, ``"dynamic"``, ``"yarn"``, ...) or a ``RopeScaling``."""
-    backend: Literal["auto", "vllm", "transformers"] = "auto"
+    backend: Literal["auto", "vllm", "transformers"] = _LOAD["backend"]
     """``"vllm"`` on a CUDA machine with vLLM, ``"transformers"`` anywhere; ``"auto"`` picks."""
-    lora: str | None = None
+    lora: str | None = _LOAD["lora"]
     """Path of a LoRA / LongLoRA adapter to load on top of ``model``."""
-    dtype: str = "auto"
+    dtype: str = _LOAD["dtype"]
     """Weights dtype, e.g. ``"auto"``, ``"bfloat16"``, ``"float32"``."""
-    trust_remote_code: bool = False
+    trust_remote_code: bool = _LOAD["trust_remote_code"]
     """Allow the model's own Python code from its repository to run."""
-    truncate: Literal["error", "left", "middle"] = "error"
+    truncate: Literal["error", "left", "middle"] = _LOAD["truncate"]
     """What to do with a prompt longer than the window: raise, or cut from the left or middle."""
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra arguments for the backend, e.g. ``gpu_memory_utilization`` for vLLM."""
     engine: LongContextLLM | None = Field(default=None, exclude=True)
     """An already loaded ``longcontext.LongContextLLM`` to share between several wrappers."""
 
-    max_tokens: int = 256
-    """Most tokens to generate per call."""
-    temperature: float = 0.0
+    max_tokens: int = _DEFAULTS.max_tokens
+    """Most tokens to generate per call (the completion's length)."""
+    temperature: float = _DEFAULTS.temperature
     """Sampling temperature; 0 is greedy decoding."""
-    top_p: float = 1.0
+    top_p: float = _DEFAULTS.top_p
     """Nucleus sampling probability mass."""
-    seed: int | None = None
-    """Random seed for sampling, for reproducible samples."""
+    seed: int | None = _DEFAULTS.seed
+    """Random seed: the same seed gives the same sample, whatever runs alongside."""
     stop: list[str] | None = None
     """Default stop sequences; the text ends before the first one generated."""
 
@@ -61,6 +64,7 @@ class EngineSettings(BaseModel):
     @model_validator(mode="after")
     def _model_or_engine(self) -> EngineSettings:
         self.model = adapters.check_model_or_engine(self.model, self.engine, self._loading())
+        self.sampling(None, {})  # bad defaults (temperature=-1...) fail here, not at first call
         return self
 
     def _loading(self) -> dict[str, Any]:
@@ -75,8 +79,8 @@ class EngineSettings(BaseModel):
             self._client = adapters.load_engine(str(self.model), self._loading())
         return self._client
 
-    def sampling(self, stop: list[str] | None, overrides: dict[str, Any]) -> dict[str, Any]:
-        """Engine keyword arguments for one call: the defaults, then the call's own values."""
+    def sampling(self, stop: list[str] | None, overrides: dict[str, Any]) -> Sampling:
+        """The engine's ``Sampling`` for one call: the defaults, then the call's own values."""
         unknown = sorted(set(overrides) - {*_SAMPLING, "model"})
         if unknown:
             raise TypeError(
@@ -90,8 +94,7 @@ class EngineSettings(BaseModel):
                 f"{self.model!r}: create another {type(self).__name__} for a second model"
             )
         params = {name: overrides.get(name, getattr(self, name)) for name in _SAMPLING}
-        params["stop"] = stop if stop is not None else self.stop
-        return params
+        return Sampling(**params, stop=stop if stop is not None else self.stop or ())
 
     def ls_params(
         self, model_type: Literal["chat", "llm"], stop: list[str] | None, **kwargs: Any

@@ -24,6 +24,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
 from langchain_longcontext._engine import EngineSettings
+from longcontext.llm import Generation
 
 
 def to_role_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
@@ -69,11 +70,11 @@ def _text(message: BaseMessage) -> str:
     return "".join(parts)
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> UsageMetadata:
+def _usage(generation: Generation) -> UsageMetadata:
     return UsageMetadata(
-        input_tokens=prompt_tokens,
-        output_tokens=completion_tokens,
-        total_tokens=prompt_tokens + completion_tokens,
+        input_tokens=generation.prompt_tokens,
+        output_tokens=generation.completion_tokens,
+        total_tokens=generation.total_tokens,
     )
 
 
@@ -137,7 +138,7 @@ class ChatLongContext(EngineSettings, BaseChatModel):
     ) -> ChatResult:
         if self.streaming:
             return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
-        generation = self.client.chat(to_role_dicts(messages), **self.sampling(stop, kwargs))
+        generation = self.client.chat(to_role_dicts(messages), self.sampling(stop, kwargs))
         return self._result(generation)
 
     async def _agenerate(
@@ -150,8 +151,7 @@ class ChatLongContext(EngineSettings, BaseChatModel):
         if self.streaming:
             stream = self._astream(messages, stop, run_manager, **kwargs)
             return await agenerate_from_stream(stream)
-        sampling = self.sampling(stop, kwargs)
-        generation = await self.client.achat(to_role_dicts(messages), **sampling)
+        generation = await self.client.achat(to_role_dicts(messages), self.sampling(stop, kwargs))
         return self._result(generation)
 
     def _stream(
@@ -161,15 +161,13 @@ class ChatLongContext(EngineSettings, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        role_dicts = to_role_dicts(messages)
-        pieces = []
-        for piece in self.client.stream_chat(role_dicts, **self.sampling(stop, kwargs)):
-            pieces.append(piece)
+        stream = self.client.stream_chat(to_role_dicts(messages), self.sampling(stop, kwargs))
+        for piece in stream:
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager:
                 run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
-        yield self._last_chunk(role_dicts, "".join(pieces))
+        yield self._last_chunk(stream.generation)
 
     async def _astream(
         self,
@@ -178,20 +176,18 @@ class ChatLongContext(EngineSettings, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        role_dicts = to_role_dicts(messages)
-        pieces = []
-        async for piece in self.client.astream_chat(role_dicts, **self.sampling(stop, kwargs)):
-            pieces.append(piece)
+        stream = self.client.astream_chat(to_role_dicts(messages), self.sampling(stop, kwargs))
+        async for piece in stream:
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager:
                 await run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
-        yield self._last_chunk(role_dicts, "".join(pieces))
+        yield self._last_chunk(stream.generation)
 
-    def _result(self, generation: Any) -> ChatResult:
+    def _result(self, generation: Generation) -> ChatResult:
         message = AIMessage(
             content=generation.text,
-            usage_metadata=_usage(generation.prompt_tokens, generation.completion_tokens),
+            usage_metadata=_usage(generation),
             response_metadata={
                 "model_name": self.model,
                 "finish_reason": generation.finish_reason,
@@ -200,17 +196,22 @@ class ChatLongContext(EngineSettings, BaseChatModel):
         info = {"finish_reason": generation.finish_reason}
         return ChatResult(generations=[ChatGeneration(message=message, generation_info=info)])
 
-    def _last_chunk(self, role_dicts: list[dict[str, str]], text: str) -> ChatGenerationChunk:
-        """The closing chunk: no text, the token usage and the model name for the whole stream.
+    def _last_chunk(self, generation: Generation | None) -> ChatGenerationChunk:
+        """The closing chunk: no text; the usage, finish reason and model name of the stream.
 
-        The engine streams text only, so the usage is counted here with the model's tokenizer:
-        the prompt through the chat template, the completion as the streamed text re-encoded.
+        The usage is what the engine counted while generating (the prompt it saw, the tokens it
+        produced), the same numbers ``invoke`` reports, not the streamed text counted again.
         """
-        completion_ids = self.client.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if generation is None:  # the engine's streams always end with their Generation
+            raise RuntimeError("the engine's stream ended without its token counts")
         message = AIMessageChunk(
             content="",
-            usage_metadata=_usage(self.client.count_tokens(role_dicts), len(completion_ids)),
-            response_metadata={"model_name": self.model},
+            usage_metadata=_usage(generation),
+            response_metadata={
+                "model_name": self.model,
+                "finish_reason": generation.finish_reason,
+            },
             chunk_position="last",
         )
-        return ChatGenerationChunk(message=message)
+        info = {"finish_reason": generation.finish_reason}
+        return ChatGenerationChunk(message=message, generation_info=info)

@@ -11,6 +11,7 @@ from langchain_core.language_models.llms import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 
 from langchain_longcontext._engine import EngineSettings
+from longcontext.llm import Generation as EngineGeneration
 
 
 class LongContextLLM(EngineSettings, BaseLLM):
@@ -55,7 +56,7 @@ class LongContextLLM(EngineSettings, BaseLLM):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> LLMResult:
-        return self._result(self.client.generate(prompts, **self.sampling(stop, kwargs)))
+        return self._result(self.client.generate(prompts, self.sampling(stop, kwargs)))
 
     async def _agenerate(
         self,
@@ -64,8 +65,7 @@ class LongContextLLM(EngineSettings, BaseLLM):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> LLMResult:
-        sampling = self.sampling(stop, kwargs)
-        return self._result(await self.client.agenerate(prompts, **sampling))
+        return self._result(await self.client.agenerate(prompts, self.sampling(stop, kwargs)))
 
     def _stream(
         self,
@@ -74,11 +74,13 @@ class LongContextLLM(EngineSettings, BaseLLM):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[GenerationChunk]:
-        for piece in self.client.stream(prompt, **self.sampling(stop, kwargs)):
+        stream = self.client.stream(prompt, self.sampling(stop, kwargs))
+        for piece in stream:
             chunk = GenerationChunk(text=piece)
             if run_manager:
                 run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
+        yield _last_chunk(stream.generation)
 
     async def _astream(
         self,
@@ -87,29 +89,19 @@ class LongContextLLM(EngineSettings, BaseLLM):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[GenerationChunk]:
-        async for piece in self.client.astream(prompt, **self.sampling(stop, kwargs)):
+        stream = self.client.astream(prompt, self.sampling(stop, kwargs))
+        async for piece in stream:
             chunk = GenerationChunk(text=piece)
             if run_manager:
                 await run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
+        yield _last_chunk(stream.generation)
 
-    def _result(self, generations: list[Any]) -> LLMResult:
+    def _result(self, generations: list[EngineGeneration]) -> LLMResult:
         prompt_tokens = sum(g.prompt_tokens for g in generations)
         completion_tokens = sum(g.completion_tokens for g in generations)
         return LLMResult(
-            generations=[
-                [
-                    Generation(
-                        text=g.text,
-                        generation_info={
-                            "finish_reason": g.finish_reason,
-                            "prompt_tokens": g.prompt_tokens,
-                            "completion_tokens": g.completion_tokens,
-                        },
-                    )
-                ]
-                for g in generations
-            ],
+            generations=[[Generation(text=g.text, generation_info=_info(g))] for g in generations],
             llm_output={
                 "model_name": self.model,
                 "token_usage": {
@@ -119,3 +111,19 @@ class LongContextLLM(EngineSettings, BaseLLM):
                 },
             },
         )
+
+
+def _info(generation: EngineGeneration) -> dict[str, Any]:
+    return {
+        "finish_reason": generation.finish_reason,
+        "prompt_tokens": generation.prompt_tokens,
+        "completion_tokens": generation.completion_tokens,
+    }
+
+
+def _last_chunk(generation: EngineGeneration | None) -> GenerationChunk:
+    """The closing chunk: no text; the finish reason and the token counts the engine produced
+    (the same ``generation_info`` as a non-streamed call)."""
+    if generation is None:  # the engine's streams always end with their Generation
+        raise RuntimeError("the engine's stream ended without its token counts")
+    return GenerationChunk(text="", generation_info=_info(generation))

@@ -6,8 +6,16 @@ a model is loaded.
 
 from __future__ import annotations
 
-from longcontext.llm.backends.base import Generation, SamplingOptions
 from longcontext.llm.engine import LongContextLLM
 from longcontext.llm.errors import ContextWindowExceededError
+from longcontext.llm.streams import AsyncTextStream, TextStream
+from longcontext.llm.types import Generation, Sampling
 
-__all__ = ["ContextWindowExceededError", "Generation", "LongContextLLM", "SamplingOptions"]
+__all__ = [
+    "AsyncTextStream",
+    "ContextWindowExceededError",
+    "Generation",
+    "LongContextLLM",
+    "Sampling",
+    "TextStream",
+]

@@ -3,23 +3,28 @@ is loaded from them, or checked when one is passed in already loaded."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
 from longcontext.llm.engine import LongContextLLM, resolve_model
 
-# How an engine is loaded, with the defaults of LongContextLLM. A shared engine was loaded
-# with its own settings, so a wrapper given one must leave these at their defaults.
-LOADING: dict[str, Any] = {
-    "context_length": None,
-    "rope": None,
-    "backend": "auto",
-    "lora": None,
-    "dtype": "auto",
-    "trust_remote_code": False,
-    "truncate": "error",
-    "engine_kwargs": {},
-}
+
+def _loading_defaults() -> dict[str, Any]:
+    """Every loading setting of ``LongContextLLM`` with its default, read from its signature so
+    the defaults are written once, there; ``engine_kwargs`` gathers its ``**engine_kwargs``."""
+    parameters = inspect.signature(LongContextLLM.__init__).parameters
+    defaults = {
+        name: parameter.default
+        for name, parameter in parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+    return {**defaults, "engine_kwargs": {}}
+
+
+# How an engine is loaded. A shared engine was loaded with its own settings, so a wrapper given
+# one must leave these at their defaults.
+LOADING: dict[str, Any] = _loading_defaults()
 
 
 def check_model_or_engine(

@@ -11,12 +11,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Unpack
 
-from longcontext.llm.backends.base import Backend, Generation, SamplingOptions
+from longcontext.llm.backends.base import Backend
 from longcontext.llm.errors import ContextWindowExceededError
+from longcontext.llm.streams import AsyncTextStream, TextStream
+from longcontext.llm.types import Generation, Sampling, SamplingArgs
 
 if TYPE_CHECKING:
     from longcontext.rope import RopeScaling
@@ -102,7 +104,13 @@ class LongContextLLM:
             if self.backend_name == "vllm" and adapter.is_plain_lora:
                 plain_lora = adapter
             else:
-                model = str(lora_module.merged_checkpoint(self.model, adapter, cache_dir=cache_dir))
+                merged = lora_module.merged_checkpoint(
+                    self.model,
+                    adapter,
+                    cache_dir=cache_dir,
+                    trust_remote_code=self.trust_remote_code,
+                )
+                model = str(merged)
                 self.tokenizer = _load_tokenizer(model, self.trust_remote_code)
         if self.backend_name == "vllm":
             from longcontext.llm.backends.vllm import VLLMBackend
@@ -186,133 +194,113 @@ class LongContextLLM:
         return kept
 
     # -- generation ---------------------------------------------------------------------------
+    #
+    # Eight methods, one path: ``_prepare`` checks the input, encodes it (chat messages through
+    # the template), fits it to the window and settles the sampling; the method then only picks
+    # the backend call.
 
     def generate(
         self,
         prompts: str | Sequence[str],
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop: Sequence[str] | None = None,
+        sampling: Sampling | None = None,
+        **overrides: Unpack[SamplingArgs],
     ) -> list[Generation]:
         """Complete one prompt or a batch; one ``Generation`` per prompt, in order.
 
-        Every prompt is checked against the window before the engine is called.
+        ``sampling`` (a ``Sampling``; its defaults when omitted) says how to sample; keyword
+        arguments such as ``max_tokens=64`` or ``temperature=0.7`` override its fields. Every
+        prompt is checked against the window before the engine is called.
         """
-        options = _options(max_tokens, temperature, top_p, seed, stop)
         batch = [prompts] if isinstance(prompts, str) else list(prompts)
-        ids = [self.fit(self.encode(_text(p)), max_tokens) for p in batch]
+        ids, options = self._prepare(batch, sampling, overrides, chat=False)
         return self._backend.generate(ids, options)
 
     def stream(
         self,
         prompt: str,
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop: Sequence[str] | None = None,
-    ) -> Iterator[str]:
-        """Yield the completion of ``prompt`` as text deltas."""
-        options = _options(max_tokens, temperature, top_p, seed, stop)
-        ids = self.fit(self.encode(_text(prompt)), max_tokens)
-        return self._backend.stream(ids, options)
+        sampling: Sampling | None = None,
+        **overrides: Unpack[SamplingArgs],
+    ) -> TextStream:
+        """Stream the completion of ``prompt`` as text deltas; once it ends, the stream's
+        ``generation`` holds the token counts."""
+        [ids], options = self._prepare([prompt], sampling, overrides, chat=False)
+        return TextStream(self._backend.stream(ids, options))
 
     def chat(
         self,
         messages: Messages,
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop: Sequence[str] | None = None,
+        sampling: Sampling | None = None,
+        **overrides: Unpack[SamplingArgs],
     ) -> Generation:
         """Answer a conversation (``[{"role": ..., "content": ...}, ...]``) as the assistant."""
-        options = _options(max_tokens, temperature, top_p, seed, stop)
-        ids = self.fit(self.encode(_messages(messages)), max_tokens)
+        [ids], options = self._prepare([messages], sampling, overrides, chat=True)
         return self._backend.generate([ids], options)[0]
 
     def stream_chat(
         self,
         messages: Messages,
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop: Sequence[str] | None = None,
-    ) -> Iterator[str]:
+        sampling: Sampling | None = None,
+        **overrides: Unpack[SamplingArgs],
+    ) -> TextStream:
         """Stream the assistant's answer to a conversation as text deltas."""
-        options = _options(max_tokens, temperature, top_p, seed, stop)
-        ids = self.fit(self.encode(_messages(messages)), max_tokens)
-        return self._backend.stream(ids, options)
+        [ids], options = self._prepare([messages], sampling, overrides, chat=True)
+        return TextStream(self._backend.stream(ids, options))
 
     async def agenerate(
         self,
         prompts: str | Sequence[str],
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop: Sequence[str] | None = None,
+        sampling: Sampling | None = None,
+        **overrides: Unpack[SamplingArgs],
     ) -> list[Generation]:
         """Async form of ``generate``."""
-        options = _options(max_tokens, temperature, top_p, seed, stop)
         batch = [prompts] if isinstance(prompts, str) else list(prompts)
-        ids = [self.fit(self.encode(_text(p)), max_tokens) for p in batch]
+        ids, options = self._prepare(batch, sampling, overrides, chat=False)
         return await self._backend.agenerate(ids, options)
 
-    async def astream(
+    def astream(
         self,
         prompt: str,
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop: Sequence[str] | None = None,
-    ) -> AsyncIterator[str]:
-        """Async form of ``stream``."""
-        options = _options(max_tokens, temperature, top_p, seed, stop)
-        ids = self.fit(self.encode(_text(prompt)), max_tokens)
-        async for delta in self._backend.astream(ids, options):
-            yield delta
+        sampling: Sampling | None = None,
+        **overrides: Unpack[SamplingArgs],
+    ) -> AsyncTextStream:
+        """Async form of ``stream`` (``async for delta in llm.astream(...)``)."""
+        [ids], options = self._prepare([prompt], sampling, overrides, chat=False)
+        return AsyncTextStream(self._backend.astream(ids, options))
 
     async def achat(
         self,
         messages: Messages,
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop: Sequence[str] | None = None,
+        sampling: Sampling | None = None,
+        **overrides: Unpack[SamplingArgs],
     ) -> Generation:
         """Async form of ``chat``."""
-        options = _options(max_tokens, temperature, top_p, seed, stop)
-        ids = self.fit(self.encode(_messages(messages)), max_tokens)
+        [ids], options = self._prepare([messages], sampling, overrides, chat=True)
         return (await self._backend.agenerate([ids], options))[0]
 
-    async def astream_chat(
+    def astream_chat(
         self,
         messages: Messages,
-        *,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop: Sequence[str] | None = None,
-    ) -> AsyncIterator[str]:
+        sampling: Sampling | None = None,
+        **overrides: Unpack[SamplingArgs],
+    ) -> AsyncTextStream:
         """Async form of ``stream_chat``."""
-        options = _options(max_tokens, temperature, top_p, seed, stop)
-        ids = self.fit(self.encode(_messages(messages)), max_tokens)
-        async for delta in self._backend.astream(ids, options):
-            yield delta
+        [ids], options = self._prepare([messages], sampling, overrides, chat=True)
+        return AsyncTextStream(self._backend.astream(ids, options))
+
+    def _prepare(
+        self,
+        inputs: Sequence[object],
+        sampling: Sampling | None,
+        overrides: Mapping[str, Any],
+        *,
+        chat: bool,
+    ) -> tuple[list[list[int]], Sampling]:
+        """The token ids of each prompt (or conversation), fitted to the window, and the
+        sampling settled: everything is checked before the backend sees anything."""
+        options = Sampling.resolve(sampling, overrides)
+        check = _messages if chat else _text
+        ids = [self.fit(self.encode(check(item)), options.max_tokens) for item in inputs]
+        return ids, options
 
     def close(self) -> None:
         """Free the engine (GPU memory, worker processes)."""
@@ -445,18 +433,6 @@ def choose_backend(backend: BackendName) -> Literal["vllm", "transformers"]:
         return "transformers"
     logger.info("backend 'vllm': vllm is installed and a CUDA device is available")
     return "vllm"
-
-
-def _options(
-    max_tokens: int, temperature: float, top_p: float, seed: int | None, stop: Sequence[str] | None
-) -> SamplingOptions:
-    if temperature < 0:
-        raise ValueError(f"temperature={temperature} must be 0 (greedy) or more")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p={top_p} must be in (0, 1]")
-    if isinstance(stop, str):
-        stop = [stop]
-    return SamplingOptions(max_tokens, temperature, top_p, seed, tuple(stop or ()))
 
 
 def _text(prompt: object) -> str:

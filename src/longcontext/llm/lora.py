@@ -9,11 +9,12 @@ Three kinds of fine-tune reach ``LongContextLLM``:
 * an adapter that also trains whole tensors: peft's ``modules_to_save`` or LongLoRA's
   ``trainable_params.bin`` with the embeddings and norms. vLLM's LoRA cannot carry those, so it
   is merged into the base weights once and the merged checkpoint is kept in a cache directory
-  keyed by hashes of the base and the adapter.
+  keyed by the SHA-256 of every file of the base and the adapter.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -31,7 +32,7 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 TRAINABLE_PARAMS = "trainable_params.bin"  # LongLoRA: embeddings and norms trained in full
 _PEFT_PREFIX = "base_model.model."
-_HASH_SAMPLE = 1 << 20  # bytes read from each end of a base weight file for its fingerprint
+_HASH_BLOCK = 1 << 20  # bytes hashed at a time
 
 
 @dataclass(frozen=True)
@@ -190,49 +191,89 @@ def default_cache_dir() -> Path:
     return Path(root) / "merged"
 
 
-def _hash_files(files: Iterable[Path], digest: Any, *, sample: bool) -> None:
-    for file in sorted(files):
-        digest.update(file.name.encode())
-        size = file.stat().st_size
-        digest.update(str(size).encode())
+class _Digests:
+    """SHA-256 of whole files, kept in ``.digests.json`` in the merge cache by path, size and
+    modification time: a multi-GB base is read once, not on every start."""
+
+    def __init__(self, root: Path | None) -> None:
+        self.file = root / ".digests.json" if root is not None else None
+        self.known: dict[str, list[Any]] = {}
+        self.changed = False
+        if self.file is not None and self.file.is_file():
+            with contextlib.suppress(OSError, ValueError):
+                loaded = json.loads(self.file.read_text(encoding="utf-8"))
+                self.known = loaded if isinstance(loaded, dict) else {}
+
+    def of(self, file: Path) -> str:
+        stat = file.stat()
+        key = str(file.resolve())
+        cached = self.known.get(key)
+        if isinstance(cached, list) and cached[:2] == [stat.st_size, stat.st_mtime_ns]:
+            return str(cached[2])
+        digest = hashlib.sha256()
         with file.open("rb") as handle:
-            if not sample or size <= 2 * _HASH_SAMPLE:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            else:  # a multi-GB base: its header, size and both ends identify it
-                digest.update(handle.read(_HASH_SAMPLE))
-                handle.seek(-_HASH_SAMPLE, os.SEEK_END)
-                digest.update(handle.read(_HASH_SAMPLE))
+            for block in iter(lambda: handle.read(_HASH_BLOCK), b""):
+                digest.update(block)
+        self.known[key] = [stat.st_size, stat.st_mtime_ns, digest.hexdigest()]
+        self.changed = True
+        return digest.hexdigest()
+
+    def save(self) -> None:
+        """Write the digests back (atomically: a concurrent reader sees the old or new file)."""
+        if self.file is None or not self.changed:
+            return
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=".digests-", dir=self.file.parent)
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(self.known, out)
+        os.replace(temporary, self.file)
 
 
-def merge_key(base: str, adapter: Adapter) -> str:
-    """A cache key from the base (config and weight fingerprints) and the adapter (all bytes)."""
+def _hash_files(files: Iterable[Path], digest: Any, digests: _Digests) -> None:
+    for file in sorted(files):
+        digest.update(file.name.encode() + b"\0" + digests.of(file).encode())
+
+
+def merge_key(
+    base: str, adapter: Adapter, *, cache_dir: str | os.PathLike[str] | None = None
+) -> str:
+    """A cache key from the content of every file of the base (when local) and the adapter.
+
+    Every byte counts: two bases that differ anywhere get two keys. The files' digests are
+    kept in ``cache_dir`` (by path, size and modification time) when it is given.
+    """
+    digests = _Digests(Path(cache_dir) if cache_dir is not None else None)
     digest = hashlib.sha256()
     base_dir = Path(base)
     if base_dir.is_dir():
         files = [p for p in base_dir.iterdir() if p.is_file() and not p.name.startswith(".")]
-        _hash_files(files, digest, sample=True)
+        _hash_files(files, digest, digests)
     else:
         digest.update(base.encode())
     digest.update(b"\0adapter\0")
-    _hash_files([p for p in adapter.path.iterdir() if p.is_file()], digest, sample=False)
+    _hash_files([p for p in adapter.path.iterdir() if p.is_file()], digest, digests)
+    digests.save()
     return digest.hexdigest()[:24]
 
 
 def merged_checkpoint(
-    base: str, adapter: Adapter, *, cache_dir: str | os.PathLike[str] | None = None
+    base: str,
+    adapter: Adapter,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    trust_remote_code: bool = False,
 ) -> Path:
     """The base with the adapter merged in, built once and then reused from ``cache_dir``."""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    target = root / merge_key(base, adapter)
+    target = root / merge_key(base, adapter, cache_dir=root)
     if (target / "config.json").is_file():
         logger.info("reusing merged checkpoint %s", target)
         return target
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".merging-", dir=root))
     try:
-        merge_adapter(base, adapter).save_pretrained(str(work))
-        _copy_tokenizer(base, adapter, work)
+        merge_adapter(base, adapter, trust_remote_code=trust_remote_code).save_pretrained(str(work))
+        _copy_tokenizer(base, adapter, work, trust_remote_code)
         try:
             work.rename(target)
         except OSError:  # another process finished the same merge first
@@ -244,14 +285,17 @@ def merged_checkpoint(
     return target
 
 
-def merge_adapter(base: str, adapter: Adapter) -> Any:
+def merge_adapter(base: str, adapter: Adapter, *, trust_remote_code: bool = False) -> Any:
     """Load the base, merge the low-rank updates (``merge_and_unload``), then load whole trained
     tensors (``modules_to_save`` via peft, ``trainable_params.bin`` here); return the model."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    # float32: the low-rank updates are added at full precision, whatever dtype serves them.
+    model = AutoModelForCausalLM.from_pretrained(
+        base, dtype=torch.float32, trust_remote_code=trust_remote_code
+    )
     trainable = _load_tensors(adapter.trainable_params) if adapter.trainable_params else {}
     trainable = {_base_key(k): v for k, v in trainable.items()}
     _grow_vocabulary(model, trainable)
@@ -275,9 +319,11 @@ def _grow_vocabulary(model: Any, trainable: dict[str, Any]) -> None:
         model.resize_token_embeddings(max(rows))
 
 
-def _copy_tokenizer(base: str, adapter: Adapter, out: Path) -> None:
+def _copy_tokenizer(base: str, adapter: Adapter, out: Path, trust_remote_code: bool) -> None:
     """The adapter's tokenizer when it ships one (it may add tokens), else the base's."""
     from transformers import AutoTokenizer
 
     has_own = any((adapter.path / n).is_file() for n in ("tokenizer.json", "tokenizer.model"))
-    AutoTokenizer.from_pretrained(str(adapter.path) if has_own else base).save_pretrained(str(out))
+    source = str(adapter.path) if has_own else base
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    tokenizer.save_pretrained(str(out))

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import importlib.util
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from longcontext.llm.backends.base import Generation, SamplingOptions
 from longcontext.llm.stops import StopScanner, cut_at_stop
+from longcontext.llm.types import Generation, Sampling
 
 if TYPE_CHECKING:
     import torch
@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from longcontext.rope import RopeScaling
 
 logger = logging.getLogger(__name__)
-
-ATTENTION_ORDER = ("flash_attention_2", "sdpa", "eager")
 
 
 def pick_device(device: str | None) -> str:
@@ -82,6 +80,49 @@ class _Cancelled:
         )
 
 
+class _SeededSampler:
+    """The last logits processor: draws the next token with this call's own ``torch.Generator``
+    (one per row, seeded with ``seed``, or afresh without one) and leaves only it possible.
+
+    ``generate(do_sample=True)`` draws from torch's global generator, which every thread shares:
+    two seeded calls at once would take each other's draws. Here each call owns its draws, so a
+    seed gives the same text whatever else runs, and each row of a batch the text it gets alone
+    (as vLLM seeds each request). Generation then runs greedily over the single finite logit.
+    """
+
+    def __init__(self, temperature: float, top_p: float, seed: int | None) -> None:
+        from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+        self.seed = seed
+        self.warpers: list[Any] = [TemperatureLogitsWarper(temperature)]
+        if top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(top_p))
+        self.generators: list[torch.Generator] = []
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        if not self.generators:
+            for _ in range(scores.shape[0]):
+                generator = torch.Generator(device=scores.device)
+                if self.seed is None:
+                    generator.seed()
+                else:
+                    generator.manual_seed(self.seed)
+                self.generators.append(generator)
+        for warper in self.warpers:
+            scores = warper(input_ids, scores)
+        probs = torch.softmax(scores, dim=-1)
+        chosen = torch.cat(
+            [
+                torch.multinomial(row, 1, generator=generator)
+                for row, generator in zip(probs, self.generators, strict=True)
+            ]
+        )
+        only = torch.full_like(scores, float("-inf"))
+        return only.scatter_(1, chosen[:, None], 0.0)
+
+
 class TransformersBackend:
     """Runs a causal LM with ``transformers``: batched with left padding, streamed from a thread.
 
@@ -104,9 +145,9 @@ class TransformersBackend:
         model: str,
         tokenizer: Any,
         *,
-        rope: RopeScaling | None = None,
-        dtype: str = "auto",
-        trust_remote_code: bool = False,
+        rope: RopeScaling | None,
+        dtype: str,
+        trust_remote_code: bool,
         device: str | None = None,
         attn_implementation: str | Sequence[str] | None = None,
         **model_kwargs: Any,
@@ -161,17 +202,26 @@ class TransformersBackend:
             return loaded.to(self.device).eval(), implementation  # type: ignore[arg-type]
         raise RuntimeError(f"could not load {model!r} with any attention implementation: {errors}")
 
-    def _generate_kwargs(self, options: SamplingOptions) -> dict[str, Any]:
+    def _generate_kwargs(self, sampling: Sampling) -> dict[str, Any]:
+        # Sampling or not, transformers decodes greedily: with temperature > 0 the last logits
+        # processor has already drawn the token (with the call's own generator) and masked the
+        # rest. The model's generation_config sampling defaults (top_k...) are switched off, so
+        # temperature and top_p mean what they mean on vLLM.
         kwargs: dict[str, Any] = {
-            "max_new_tokens": options.max_tokens,
+            "max_new_tokens": sampling.max_tokens,
             "pad_token_id": self.pad_token_id,
+            "do_sample": False,
+            "temperature": None,
+            "top_p": None,
+            "top_k": None,
         }
-        if options.temperature > 0:
-            kwargs.update(do_sample=True, temperature=options.temperature, top_p=options.top_p)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if options.stop:
-            kwargs.update(stop_strings=list(options.stop), tokenizer=self.tokenizer)
+        if sampling.temperature > 0:
+            from transformers import LogitsProcessorList
+
+            sampler = _SeededSampler(sampling.temperature, sampling.top_p, sampling.seed)
+            kwargs["logits_processor"] = LogitsProcessorList([sampler])
+        if sampling.stop:
+            kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
         return kwargs
 
     def _batch(self, prompts: Sequence[list[int]]) -> dict[str, torch.Tensor]:
@@ -186,41 +236,23 @@ class TransformersBackend:
             "attention_mask": torch.tensor(mask, device=self.device),
         }
 
-    def _seeded(self, seed: int | None) -> contextlib.AbstractContextManager[Any]:
-        import torch
-
-        if seed is None:
-            return contextlib.nullcontext()
-        devices = [torch.device(self.device)] if self.device.startswith("cuda") else []
-        fork = torch.random.fork_rng(devices=devices)
-
-        @contextlib.contextmanager
-        def seeded() -> Iterator[None]:
-            with fork:
-                torch.manual_seed(seed)
-                yield
-
-        return seeded()
-
-    def generate(self, prompts: Sequence[list[int]], options: SamplingOptions) -> list[Generation]:
+    def generate(self, prompts: Sequence[list[int]], sampling: Sampling) -> list[Generation]:
         """Complete all prompts in one left-padded batch."""
         import torch
 
         if not prompts:
             return []
         batch = self._batch(prompts)
-        with torch.inference_mode(), self._seeded(options.seed):
-            output = self.model.generate(**batch, **self._generate_kwargs(options))
+        with torch.inference_mode():
+            output = self.model.generate(**batch, **self._generate_kwargs(sampling))
         width = batch["input_ids"].shape[1]
         rows = [row[width:].tolist() for row in output]
         if len(rows) > 1 and self.pad_token_id not in _eos_ids(self.model):
             # Rows that finished early are padded up to the longest one.
             rows = [_strip_padding(row, self.pad_token_id) for row in rows]
-        return [self._finish(p, row, options) for p, row in zip(prompts, rows, strict=True)]
+        return [self._finish(p, row, sampling) for p, row in zip(prompts, rows, strict=True)]
 
-    def _finish(
-        self, prompt: list[int], new_ids: list[int], options: SamplingOptions
-    ) -> Generation:
+    def _finish(self, prompt: list[int], new_ids: list[int], sampling: Sampling) -> Generation:
         eos = _eos_ids(self.model)
         # Padding after a finished row is not part of its completion.
         for i, token in enumerate(new_ids):
@@ -230,31 +262,36 @@ class TransformersBackend:
         else:
             ended = False
         text = self.tokenizer.decode(new_ids, skip_special_tokens=True)
-        text, hit_stop = cut_at_stop(text, options.stop)
+        text, hit_stop = cut_at_stop(text, sampling.stop)
         if hit_stop or ended:
             reason = "stop"
         else:
-            reason = "length" if len(new_ids) >= options.max_tokens else "stop"
+            reason = "length" if len(new_ids) >= sampling.max_tokens else "stop"
         return Generation(text, len(prompt), len(new_ids), reason)
 
-    def stream(self, prompt: list[int], options: SamplingOptions) -> Iterator[str]:
-        """Generate in a thread and yield text as ``TextIteratorStreamer`` decodes it."""
+    def stream(self, prompt: list[int], sampling: Sampling) -> Iterator[str | Generation]:
+        """Generate in a thread and yield text as ``TextIteratorStreamer`` decodes it; then the
+        ``Generation``, counted from the ids the thread generated, as ``generate`` counts."""
         import torch
         from transformers import StoppingCriteriaList, TextIteratorStreamer
 
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         cancelled = _Cancelled()
-        kwargs = self._generate_kwargs(options)
+        kwargs = self._generate_kwargs(sampling)
+        batch = self._batch([prompt])
+        outputs: list[Any] = []
         errors: list[BaseException] = []
 
         def run() -> None:
             try:
-                with torch.inference_mode(), self._seeded(options.seed):
-                    self.model.generate(
-                        **self._batch([prompt]),
-                        **kwargs,
-                        streamer=streamer,
-                        stopping_criteria=StoppingCriteriaList([cancelled]),
+                with torch.inference_mode():
+                    outputs.append(
+                        self.model.generate(
+                            **batch,
+                            **kwargs,
+                            streamer=streamer,
+                            stopping_criteria=StoppingCriteriaList([cancelled]),
+                        )
                     )
             except BaseException as error:  # re-raised in the reader's thread below
                 errors.append(error)
@@ -262,17 +299,20 @@ class TransformersBackend:
 
         thread = threading.Thread(target=run, name="longcontext-generate", daemon=True)
         thread.start()
-        scanner = StopScanner(options.stop)
+        scanner = StopScanner(sampling.stop)
+        shown: list[str] = []
         ended = False
         try:
             for delta in streamer:
                 if text := scanner.feed(delta):
+                    shown.append(text)
                     yield text
                 if scanner.stopped:
                     break
             else:
                 ended = True
             if tail := scanner.flush():
+                shown.append(tail)
                 yield tail
         finally:
             cancelled.event.set()
@@ -282,20 +322,22 @@ class TransformersBackend:
             thread.join()
         if errors:
             raise errors[0]
+        new_ids = outputs[0][0][batch["input_ids"].shape[1] :].tolist()
+        whole = self._finish(prompt, new_ids, sampling)
+        yield dataclasses.replace(whole, text="".join(shown))
 
-    async def agenerate(
-        self, prompts: Sequence[list[int]], options: SamplingOptions
-    ) -> list[Generation]:
+    async def agenerate(self, prompts: Sequence[list[int]], sampling: Sampling) -> list[Generation]:
         """``generate`` in a worker thread, so the event loop keeps running."""
-        return await asyncio.to_thread(self.generate, prompts, options)
+        return await asyncio.to_thread(self.generate, prompts, sampling)
 
-    async def astream(self, prompt: list[int], options: SamplingOptions) -> AsyncIterator[str]:
-        """``stream`` with each delta fetched in a worker thread."""
-        iterator = self.stream(prompt, options)
-        done = object()
-        try:
-            while (delta := await asyncio.to_thread(next, iterator, done)) is not done:
-                yield str(delta)
+    async def astream(
+        self, prompt: list[int], sampling: Sampling
+    ) -> AsyncIterator[str | Generation]:
+        """``stream`` with each event fetched in a worker thread."""
+        iterator = self.stream(prompt, sampling)
+        try:  # the stream never yields None, so None marks its end
+            while (event := await asyncio.to_thread(next, iterator, None)) is not None:
+                yield event
         finally:
             await asyncio.to_thread(iterator.close)  # type: ignore[attr-defined]
 

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from longcontext.llm.backends.base import Generation, SamplingOptions
+from longcontext.llm.types import Generation, Sampling
 
 if TYPE_CHECKING:
     from longcontext.llm.lora import Adapter
@@ -32,10 +32,10 @@ def engine_kwargs(
     model: str,
     *,
     context_window: int,
-    rope: RopeScaling | None = None,
-    lora: Adapter | None = None,
-    dtype: str = "auto",
-    trust_remote_code: bool = False,
+    rope: RopeScaling | None,
+    lora: Adapter | None,
+    dtype: str,
+    trust_remote_code: bool,
     **overrides: Any,
 ) -> dict[str, Any]:
     """The keyword arguments for ``vllm.LLM`` / ``EngineArgs``: the model, the window, prefix
@@ -60,17 +60,20 @@ def engine_kwargs(
     return kwargs
 
 
-def sampling_params(options: SamplingOptions, *, delta: bool = False) -> Any:
-    """``vllm.SamplingParams`` for ``options``; ``delta`` asks for streamed increments."""
+def sampling_params(sampling: Sampling, *, delta: bool = False) -> Any:
+    """``vllm.SamplingParams`` for ``sampling``; ``delta`` asks for streamed increments.
+
+    vLLM seeds each request with its own generator, so a seed reproduces whatever else runs.
+    """
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
 
     return SamplingParams(
-        max_tokens=options.max_tokens,
-        temperature=options.temperature,
-        top_p=options.top_p,
-        seed=options.seed,
-        stop=list(options.stop) or None,
+        max_tokens=sampling.max_tokens,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        seed=sampling.seed,
+        stop=list(sampling.stop) or None,
         output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY,
     )
 
@@ -106,10 +109,10 @@ class VLLMBackend:
         model: str,
         *,
         context_window: int,
-        rope: RopeScaling | None = None,
-        lora: Adapter | None = None,
-        dtype: str = "auto",
-        trust_remote_code: bool = False,
+        rope: RopeScaling | None,
+        lora: Adapter | None,
+        dtype: str,
+        trust_remote_code: bool,
         **overrides: Any,
     ) -> None:
         self.kwargs = engine_kwargs(
@@ -163,49 +166,45 @@ class VLLMBackend:
                 starting,
             )
 
-    def generate(self, prompts: Sequence[list[int]], options: SamplingOptions) -> list[Generation]:
+    def generate(self, prompts: Sequence[list[int]], sampling: Sampling) -> list[Generation]:
         """One batched ``vllm.LLM.generate`` call over all prompts."""
         if not prompts:
             return []
         with self._sync:
             outputs = self.llm.generate(
                 [{"prompt_token_ids": ids} for ids in prompts],
-                sampling_params(options),
+                sampling_params(sampling),
                 use_tqdm=False,
                 lora_request=self.lora_request,
             )
         return [to_generation(output) for output in outputs]
 
-    def stream(self, prompt: list[int], options: SamplingOptions) -> Iterator[str]:
-        """Step the sync engine and yield each new piece of text."""
+    def stream(self, prompt: list[int], sampling: Sampling) -> Iterator[str | Generation]:
+        """Step the sync engine and yield each new piece of text, then the ``Generation``."""
         with self._sync:
-            yield from self._stream(prompt, options)
+            yield from self._stream(prompt, sampling)
 
-    def _stream(self, prompt: list[int], options: SamplingOptions) -> Iterator[str]:
+    def _stream(self, prompt: list[int], sampling: Sampling) -> Iterator[str | Generation]:
         engine = self.llm.llm_engine
         request_id = f"longcontext-{uuid.uuid4().hex}"
         engine.add_request(
             request_id,
             {"prompt_token_ids": prompt},
-            sampling_params(options, delta=True),
+            sampling_params(sampling, delta=True),
             lora_request=self.lora_request,
         )
-        finished = False
+        totals = _StreamTotals(prompt)
         try:
-            while not finished and engine.has_unfinished_requests():
+            while not totals.finished and engine.has_unfinished_requests():
                 for output in engine.step():
-                    if output.request_id != request_id:
-                        continue
-                    if text := output.outputs[0].text:
+                    if output.request_id == request_id and (text := totals.add(output)):
                         yield text
-                    finished = output.finished
         finally:
-            if not finished:
+            if not totals.finished:
                 engine.abort_request([request_id])
+        yield totals.generation()
 
-    async def agenerate(
-        self, prompts: Sequence[list[int]], options: SamplingOptions
-    ) -> list[Generation]:
+    async def agenerate(self, prompts: Sequence[list[int]], sampling: Sampling) -> list[Generation]:
         """Submit every prompt to ``AsyncLLM`` at once and wait for all of them."""
         import asyncio
 
@@ -213,7 +212,7 @@ class VLLMBackend:
             final = None
             async for output in self.async_llm.generate(
                 {"prompt_token_ids": ids},
-                sampling_params(options),
+                sampling_params(sampling),
                 request_id=f"longcontext-{uuid.uuid4().hex}",
                 lora_request=self.lora_request,
             ):
@@ -224,19 +223,50 @@ class VLLMBackend:
 
         return list(await asyncio.gather(*(one(ids) for ids in prompts)))
 
-    async def astream(self, prompt: list[int], options: SamplingOptions) -> AsyncIterator[str]:
-        """Token streaming from ``AsyncLLM.generate`` with delta outputs."""
+    async def astream(
+        self, prompt: list[int], sampling: Sampling
+    ) -> AsyncIterator[str | Generation]:
+        """Token streaming from ``AsyncLLM.generate`` with delta outputs, then the
+        ``Generation``."""
+        totals = _StreamTotals(prompt)
         async for output in self.async_llm.generate(
             {"prompt_token_ids": prompt},
-            sampling_params(options, delta=True),
+            sampling_params(sampling, delta=True),
             request_id=f"longcontext-{uuid.uuid4().hex}",
             lora_request=self.lora_request,
         ):
-            if text := output.outputs[0].text:
+            if text := totals.add(output):
                 yield text
+        yield totals.generation()
 
     def close(self) -> None:
         """Shut the engines down and let their GPU memory go."""
         if self._async_llm is not None:
             self._async_llm.shutdown()
         self._llm = self._async_llm = None
+
+
+class _StreamTotals:
+    """What a stream of delta outputs adds up to: the text, the tokens generated (each delta
+    carries its new token ids) and the finish reason of the last one."""
+
+    def __init__(self, prompt: list[int]) -> None:
+        self.prompt_tokens = len(prompt)
+        self.pieces: list[str] = []
+        self.completion_tokens = 0
+        self.finish_reason: str | None = None
+        self.finished = False
+
+    def add(self, output: Any) -> str:
+        """Take one delta output; return its new text."""
+        completion = output.outputs[0]
+        self.completion_tokens += len(completion.token_ids)
+        self.finish_reason = completion.finish_reason or self.finish_reason
+        self.finished = bool(output.finished)
+        self.pieces.append(completion.text)
+        return str(completion.text)
+
+    def generation(self) -> Generation:
+        return Generation(
+            "".join(self.pieces), self.prompt_tokens, self.completion_tokens, self.finish_reason
+        )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, Literal
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -22,11 +22,13 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.llm import LLM
 
 # Light: the engine module imports torch and transformers only when a model is loaded.
+from longcontext.llm import AsyncTextStream, Generation, Sampling, TextStream, adapters
 from longcontext.llm import LongContextLLM as Engine
-from longcontext.llm import adapters
 
-if TYPE_CHECKING:
-    from longcontext.llm import Generation
+# The defaults are the engine's own, written once in longcontext.
+_LOAD = adapters.LOADING
+_DEFAULTS = Sampling()
+_SAMPLING = ("max_tokens", "temperature", "top_p", "seed", "stop")
 
 
 _ROLES = {
@@ -66,11 +68,13 @@ def to_role_dicts(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
     return converted
 
 
-def _usage(generation: Generation) -> dict[str, int]:
+def _raw(generation: Generation) -> dict[str, Any]:
+    """A response's ``raw``: a dict, as LlamaIndex expects (its token counter calls ``dict()`` on
+    it and reads ``usage``), with the token counts the engine produced."""
     return {
-        "prompt_tokens": generation.prompt_tokens,
-        "completion_tokens": generation.completion_tokens,
-        "total_tokens": generation.prompt_tokens + generation.completion_tokens,
+        "text": generation.text,
+        "finish_reason": generation.finish_reason,
+        "usage": generation.usage(),
     }
 
 
@@ -99,21 +103,30 @@ class LongContextLLM(LLM):
         default=None, description="Local path or Hugging Face id (optional with engine)."
     )
     context_length: int | None = Field(
-        default=None, description="Target window; larger than the trained one means RoPE scaling."
+        default=_LOAD["context_length"],
+        description="Target window; larger than the trained one means RoPE scaling.",
     )
     rope: Any = Field(
-        default=None, description="RoPE scaling method ('linear', 'yarn', ...) or a RopeScaling."
+        default=_LOAD["rope"],
+        description="RoPE scaling method ('linear', 'yarn', ...) or a RopeScaling.",
     )
     backend: Literal["auto", "vllm", "transformers"] = Field(
-        default="auto", description="Inference backend; 'auto' picks vLLM when CUDA is there."
+        default=_LOAD["backend"],
+        description="Inference backend; 'auto' picks vLLM when CUDA is there.",
     )
-    lora: str | None = Field(default=None, description="Path of a LoRA / LongLoRA adapter.")
-    dtype: str = Field(default="auto", description="Weights dtype, e.g. 'auto', 'bfloat16'.")
+    lora: str | None = Field(
+        default=_LOAD["lora"], description="Path of a LoRA / LongLoRA adapter."
+    )
+    dtype: str = Field(
+        default=_LOAD["dtype"], description="Weights dtype, e.g. 'auto', 'bfloat16'."
+    )
     trust_remote_code: bool = Field(
-        default=False, description="Allow the model repository's own Python code to run."
+        default=_LOAD["trust_remote_code"],
+        description="Allow the model repository's own Python code to run.",
     )
     truncate: Literal["error", "left", "middle"] = Field(
-        default="error", description="A prompt over the window: raise, or cut left or middle."
+        default=_LOAD["truncate"],
+        description="A prompt over the window: raise, or cut left or middle.",
     )
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra backend arguments (e.g. gpu_memory_utilization)."
@@ -121,10 +134,16 @@ class LongContextLLM(LLM):
     engine: Engine | None = Field(
         default=None, exclude=True, description="A loaded longcontext.LongContextLLM to share."
     )
-    max_tokens: int = Field(default=256, gt=0, description="Most tokens to generate per call.")
-    temperature: float = Field(default=0.0, ge=0.0, description="0 is greedy decoding.")
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
-    seed: int | None = Field(default=None, description="Random seed for sampling.")
+    max_tokens: int = Field(
+        default=_DEFAULTS.max_tokens, gt=0, description="Most tokens to generate per call."
+    )
+    temperature: float = Field(
+        default=_DEFAULTS.temperature, ge=0.0, description="0 is greedy decoding."
+    )
+    top_p: float = Field(
+        default=_DEFAULTS.top_p, gt=0.0, le=1.0, description="Nucleus sampling mass."
+    )
+    seed: int | None = Field(default=_DEFAULTS.seed, description="Random seed for sampling.")
     stop: list[str] | None = Field(default=None, description="Stop sequences.")
 
     _client: Engine | None = PrivateAttr(default=None)
@@ -160,16 +179,15 @@ class LongContextLLM(LLM):
             model_name=str(self.model),
         )
 
-    def _sampling(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        """Engine keyword arguments: the defaults, then the call's own values."""
-        names = ("max_tokens", "temperature", "top_p", "seed", "stop")
-        unknown = sorted(set(overrides) - set(names))
+    def _sampling(self, overrides: dict[str, Any]) -> Sampling:
+        """The engine's ``Sampling`` for one call: the defaults, then the call's own values."""
+        unknown = sorted(set(overrides) - set(_SAMPLING))
         if unknown:
             raise TypeError(
                 f"unsupported generation arguments {unknown}: LongContextLLM accepts "
-                f"{', '.join(names)}"
+                f"{', '.join(_SAMPLING)}"
             )
-        return {name: overrides.get(name, getattr(self, name)) for name in names}
+        return Sampling(**{name: overrides.get(name, getattr(self, name)) for name in _SAMPLING})
 
     def _prompt(self, prompt: str, formatted: bool) -> str:
         if formatted or self.completion_to_prompt is None:
@@ -179,45 +197,39 @@ class LongContextLLM(LLM):
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         """Complete ``prompt`` as raw text (no chat template)."""
-        [generation] = self.client.generate(
-            [self._prompt(prompt, formatted)], **self._sampling(kwargs)
-        )
-        return CompletionResponse(
-            text=generation.text, raw=generation, additional_kwargs=_usage(generation)
-        )
+        prompts = [self._prompt(prompt, formatted)]
+        [generation] = self.client.generate(prompts, self._sampling(kwargs))
+        return _completion(generation.text, None, generation)
 
     @llm_completion_callback()
     def stream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
-        """Stream the completion: each response holds the text so far and its delta."""
-        pieces = self.client.stream(self._prompt(prompt, formatted), **self._sampling(kwargs))
+        """Stream the completion: each response holds the text so far and its delta; the last
+        one also the token counts (in ``raw`` and ``additional_kwargs``)."""
+        stream = self.client.stream(self._prompt(prompt, formatted), self._sampling(kwargs))
 
         def gen() -> CompletionResponseGen:
-            text = ""
-            for piece in pieces:
-                text += piece
-                yield CompletionResponse(text=text, delta=piece)
+            for text, delta, generation in _accumulate(stream):
+                yield _completion(text, delta, generation)
 
         return gen()
 
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Answer the conversation through the model's chat template."""
-        generation = self.client.chat(to_role_dicts(messages), **self._sampling(kwargs))
-        return self._chat_response(generation)
+        generation = self.client.chat(to_role_dicts(messages), self._sampling(kwargs))
+        return _chat(generation.text, None, generation)
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        """Stream the answer: each response holds the message so far and its delta."""
-        pieces = self.client.stream_chat(to_role_dicts(messages), **self._sampling(kwargs))
+        """Stream the answer: each response holds the message so far and its delta; the last
+        one also the token counts."""
+        stream = self.client.stream_chat(to_role_dicts(messages), self._sampling(kwargs))
 
         def gen() -> ChatResponseGen:
-            text = ""
-            for piece in pieces:
-                text += piece
-                message = ChatMessage(role=MessageRole.ASSISTANT, content=text)
-                yield ChatResponse(message=message, delta=piece)
+            for text, delta, generation in _accumulate(stream):
+                yield _chat(text, delta, generation)
 
         return gen()
 
@@ -227,49 +239,82 @@ class LongContextLLM(LLM):
     ) -> CompletionResponse:
         """Async ``complete``, on the engine's own async path."""
         prompts = [self._prompt(prompt, formatted)]
-        [generation] = await self.client.agenerate(prompts, **self._sampling(kwargs))
-        return CompletionResponse(
-            text=generation.text, raw=generation, additional_kwargs=_usage(generation)
-        )
+        [generation] = await self.client.agenerate(prompts, self._sampling(kwargs))
+        return _completion(generation.text, None, generation)
 
     @llm_completion_callback()
     async def astream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
         """Async ``stream_complete``, on the engine's own async stream."""
-        pieces = self.client.astream(self._prompt(prompt, formatted), **self._sampling(kwargs))
+        stream = self.client.astream(self._prompt(prompt, formatted), self._sampling(kwargs))
 
         async def gen() -> CompletionResponseAsyncGen:
-            text = ""
-            async for piece in pieces:
-                text += piece
-                yield CompletionResponse(text=text, delta=piece)
+            async for text, delta, generation in _aaccumulate(stream):
+                yield _completion(text, delta, generation)
 
         return gen()
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Async ``chat``, on the engine's own async path."""
-        role_dicts = to_role_dicts(messages)
-        generation = await self.client.achat(role_dicts, **self._sampling(kwargs))
-        return self._chat_response(generation)
+        generation = await self.client.achat(to_role_dicts(messages), self._sampling(kwargs))
+        return _chat(generation.text, None, generation)
 
     @llm_chat_callback()
     async def astream_chat(
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
         """Async ``stream_chat``, on the engine's own async stream."""
-        pieces = self.client.astream_chat(to_role_dicts(messages), **self._sampling(kwargs))
+        stream = self.client.astream_chat(to_role_dicts(messages), self._sampling(kwargs))
 
         async def gen() -> ChatResponseAsyncGen:
-            text = ""
-            async for piece in pieces:
-                text += piece
-                message = ChatMessage(role=MessageRole.ASSISTANT, content=text)
-                yield ChatResponse(message=message, delta=piece)
+            async for text, delta, generation in _aaccumulate(stream):
+                yield _chat(text, delta, generation)
 
         return gen()
 
-    def _chat_response(self, generation: Generation) -> ChatResponse:
-        message = ChatMessage(role=MessageRole.ASSISTANT, content=generation.text)
-        return ChatResponse(message=message, raw=generation, additional_kwargs=_usage(generation))
+
+def _completion(text: str, delta: str | None, generation: Generation | None) -> CompletionResponse:
+    if generation is None:
+        return CompletionResponse(text=text, delta=delta)
+    return CompletionResponse(
+        text=text, delta=delta, raw=_raw(generation), additional_kwargs=generation.usage()
+    )
+
+
+def _chat(text: str, delta: str | None, generation: Generation | None) -> ChatResponse:
+    message = ChatMessage(role=MessageRole.ASSISTANT, content=text)
+    if generation is None:
+        return ChatResponse(message=message, delta=delta)
+    return ChatResponse(
+        message=message, delta=delta, raw=_raw(generation), additional_kwargs=generation.usage()
+    )
+
+
+# A stream's responses are yielded one delta late, so the last one can carry the stream's
+# Generation: LlamaIndex's callbacks and instrumentation read the usage from the last response.
+
+
+def _accumulate(stream: TextStream) -> Iterator[tuple[str, str, Generation | None]]:
+    """(text so far, delta, the Generation on the last one) for each delta of ``stream``."""
+    text, held = "", None
+    for delta in stream:
+        if held is not None:
+            yield text, held, None
+        text, held = text + delta, delta
+    if held is not None:
+        yield text, held, stream.generation
+
+
+async def _aaccumulate(
+    stream: AsyncTextStream,
+) -> AsyncIterator[tuple[str, str, Generation | None]]:
+    """Async form of ``_accumulate``."""
+    text, held = "", None
+    async for delta in stream:
+        if held is not None:
+            yield text, held, None
+        text, held = text + delta, delta
+    if held is not None:
+        yield text, held, stream.generation
