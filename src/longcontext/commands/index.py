@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+from typing import TYPE_CHECKING, Any
 
-from longcontext.commands import UsageError
+from longcontext.commands import add_deprecated_alias, at_least, printable
+
+if TYPE_CHECKING:
+    from longcontext.rag.indexer import IndexReport
 
 HELP = "Chunk and embed a folder of text files into a FAISS index (re-embeds only changed files)."
 
@@ -17,18 +23,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--splitter",
         choices=("token", "semantic"),
         default="token",
-        help="overlapping token windows, or sections and sentences (default: token)",
+        help="overlapping token windows, or sections and sentences",
     )
     parser.add_argument(
         "--chunk-size",
-        type=int,
+        type=at_least(1),
         default=200,
         metavar="N",
-        help="most tokens per chunk, in the embedding model's tokens (default: 200)",
+        help="most tokens per chunk, in the embedding model's tokens",
     )
     parser.add_argument(
-        "--overlap",
-        type=int,
+        "--chunk-overlap",
+        type=at_least(0),
         default=None,
         metavar="N",
         help="tokens shared by consecutive chunks (token splitter; default: chunk size / 5)",
@@ -39,18 +45,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="sentence-transformers model: all-MiniLM-L6-v2 (default, offline) or a local folder",
     )
+    parser.add_argument("--json", action="store_true", help="print a JSON report on stdout")
+    add_deprecated_alias(parser, "--overlap", "--chunk-overlap", "chunk_overlap", type=at_least(0))
 
 
 def run(args: argparse.Namespace) -> int:
-    from longcontext.rag import RagError
     from longcontext.rag.indexer import SplitterSettings, build_index
 
-    settings = SplitterSettings(args.splitter, args.chunk_size, args.overlap)
-    try:
-        report = build_index(args.folder, args.index, args.embeddings, settings)
-    except (RagError, NotADirectoryError) as exc:
-        raise UsageError(str(exc)) from exc
+    settings = SplitterSettings(args.splitter, args.chunk_size, args.chunk_overlap)
+    began = time.perf_counter()
+    report = build_index(args.folder, args.index, args.embeddings, settings)
+    seconds = time.perf_counter() - began
+    if args.json:
+        print(json.dumps(_as_json(report, args.folder, seconds), indent=2))
+        return 0
     for warning in report.warnings:
-        print(f"longcontext index: warning: {warning}", file=sys.stderr)
-    print(report.summary())
+        print(f"longcontext index: warning: {printable(warning)}", file=sys.stderr)
+    print(printable(report.summary()))
     return 0
+
+
+def _as_json(report: IndexReport, folder: str, seconds: float) -> dict[str, Any]:
+    """The report as data (json.dumps escapes every control character in file names)."""
+    return {
+        "index": str(report.path),
+        "folder": folder,
+        "files": report.files,
+        "embedded": report.embedded,
+        "unchanged": report.files - len(report.embedded),
+        "removed": report.removed,
+        "skipped": report.warnings,
+        "chunks": report.chunks,
+        "new_chunks": report.new_chunks,
+        "seconds": round(seconds, 3),
+    }

@@ -8,11 +8,12 @@ and a character span.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from longcontext.rag.embeddings import canonical_name, load_embedder
+from longcontext.rag.embeddings import DEFAULT_EMBEDDINGS, canonical_name, load_embedder
 from longcontext.rag.errors import RagError
 from longcontext.rag.store import Hit, VectorStore
 from longcontext.tokenizers import Tokenizer, get_tokenizer
@@ -51,6 +52,10 @@ class Citation:
             f"[{self.number}] {self.source}, characters {self.start}-{self.end} "
             f"(score {self.score:.3f}{merged})"
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: number, source, start, end, score, merged_from."""
+        return asdict(self)
 
 
 @dataclass(slots=True)
@@ -115,10 +120,15 @@ def retrieve(
         top_k: How many chunks to retrieve.
         embeddings: Refuse the index unless it was built with these; None uses the index's own.
 
+    An index is data from anywhere, and loading an embeddings model runs what its folder holds,
+    so only the bundled all-MiniLM-L6-v2 loads unasked: any other model the index names must be
+    named in ``embeddings`` too. Nothing is downloaded from the Hugging Face Hub here.
+
     Raises:
         RagError: No index at ``index_path``, other embeddings than asked for
-            (:class:`EmbeddingsMismatchError`), an empty index (:class:`EmptyIndexError`), an
-            empty question or ``top_k`` below 1.
+            (:class:`EmbeddingsMismatchError`), an index naming other embeddings than the bundled
+            ones without ``embeddings``, an empty index (:class:`EmptyIndexError`), an empty
+            question or ``top_k`` below 1.
     """
     if not question.strip():
         raise RagError("the question is empty: ask something, e.g. 'What is RoPE scaling?'")
@@ -127,10 +137,34 @@ def retrieve(
     store = VectorStore.load(index_path)
     if embeddings is not None:
         store.check_embeddings(canonical_name(embeddings), index_path)
+    elif store.embeddings.name != DEFAULT_EMBEDDINGS:
+        raise RagError(
+            f"the index at {index_path} names embeddings {store.embeddings.name!r}, not the "
+            "bundled all-MiniLM-L6-v2; loading a model runs what its files hold, so ask loads it "
+            f"only when you name it: add --embeddings {store.embeddings.name!r} if you trust it"
+        )
     store.check_not_empty()  # before loading a model
-    embedder = load_embedder(store.embeddings.name)
+    with hub_offline():
+        embedder = load_embedder(store.embeddings.name)
     store.check_embeddings(embedder.fingerprint, index_path)
     return store.search(embedder.embed([question], progress=False)[0], top_k)
+
+
+@contextmanager
+def hub_offline() -> Iterator[None]:
+    """Refuse every Hugging Face Hub request inside (as ``HF_HUB_OFFLINE=1`` does): a model id
+    that an index names loads from the local cache or not at all, never by a download."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # without huggingface_hub nothing can be downloaded anyway
+        yield
+        return
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True  # read at every request, by huggingface_hub and transformers
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
 
 
 def pack_prompt(
@@ -217,19 +251,26 @@ class Model:
 
 
 def load_model(
-    model: str | None, context_length: int | None = None, rope: str | None = DEFAULT_ROPE
+    model: str | None,
+    context_length: int | None = None,
+    rope: str | None = DEFAULT_ROPE,
+    required: bool = False,
 ) -> Model:
     """Load ``model`` with :class:`longcontext.LongContextLLM`, stretched with ``rope``.
 
     With ``rope`` and no ``context_length``, the target is four times the model's own window.
-    Nothing here raises for a model that cannot load: the result says why instead, so a caller
-    can still retrieve and pack.
+    Unless ``required``, a model that cannot load does not raise: the result says why instead,
+    so a caller can still retrieve and pack.
 
     Args:
         model: A local model folder or a Hugging Face id; None or ``"none"`` loads nothing.
         context_length: The window to serve; None means the model's own (or 4x with ``rope``).
         rope: A RoPE scaling method (``yarn``, ``dynamic``, ``linear``, ``longrope``, ``llama3``)
             or None for no scaling.
+        required: Raise when ``model`` cannot load (the user named it) instead of skipping.
+
+    Raises:
+        RagError: ``required`` and the model cannot load; the message says why.
     """
     if model is None or model == NO_MODEL:
         return Model(skipped="no model was given (--model none)")
@@ -243,7 +284,10 @@ def load_model(
         llm = LongContextLLM(model, context_length=context_length, rope=rope)
     except Exception as exc:  # offline, missing weights, bad config: all mean "no model here"
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return Model(skipped=f"could not load model {model!r}: {type(exc).__name__}: {message}")
+        reason = f"could not load model {model!r}: {type(exc).__name__}: {message}"
+        if required:
+            raise RagError(f"{reason}; give a local model folder, or --model {NO_MODEL}") from exc
+        return Model(skipped=reason)
     scaled = f", RoPE {llm.rope.method}" if llm.rope is not None else ""
     note = f"model {model}: {llm.context_window}-token window{scaled}, {llm.backend_name} backend"
     return Model(llm=llm, notes=[note])
@@ -272,9 +316,9 @@ def prompt_for_model(
     room = limit - overhead
     if budget_tokens is not None and budget_tokens > room:
         raise RagError(
-            f"--budget {budget_tokens} does not fit: the {llm.context_window}-token window leaves "
-            f"{room} tokens for sources after {max_tokens} for the answer and {overhead} for the "
-            "instructions and question; lower --budget, or raise --context-length"
+            f"--budget-tokens {budget_tokens} does not fit: the {llm.context_window}-token window "
+            f"leaves {room} tokens for sources after {max_tokens} for the answer and {overhead} "
+            "for the instructions and question; lower --budget-tokens, or raise --context-length"
         )
     budget = budget_tokens or room
     if budget < 1:
@@ -313,7 +357,7 @@ def prompt_without_model(
     if budget < 1:
         raise RagError(
             f"a {window}-token window leaves no room for sources after {max_tokens} tokens for "
-            f"the answer and {overhead} for the question; raise --context-length or --budget"
+            f"the answer and {overhead} for the question; raise --context-length or --budget-tokens"
         )
     return pack_prompt(question, hits, budget, tokenizer, strategy)
 
