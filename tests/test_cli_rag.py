@@ -49,7 +49,7 @@ def errors(err: str) -> list[str]:
 def test_index_stores_exact_chunks_and_reports_json(built_index: BuiltIndex) -> None:
     texts, report = built_index.texts, built_index.report
     assert report["files"] == 3 and sorted(report["embedded"]) == sorted(texts)
-    assert report["unchanged"] == 0 and report["removed"] == [] and report["skipped"] == []
+    assert report["unchanged"] == 0 and report["removed"] == [] and report["warnings"] == []
     assert report["chunks"] == report["new_chunks"] > 3 and report["seconds"] > 0
 
     store = VectorStore.load(built_index.index)
@@ -305,6 +305,11 @@ def test_binary_files_are_skipped_and_listed_in_one_warning(
         "play/latin1.txt"
     ]
     assert set(VectorStore.load(tmp_path / "idx").files) == set(texts)
+    again = run_cli(capsys, "index", folder, "--index", tmp_path / "idx", "--json")
+    assert again.code == 0 and again.err == ""  # with --json, the warnings are in the report
+    report = json.loads(again.out)
+    assert report["warnings"] == [w.removeprefix("longcontext index: warning: ") for w in warnings]
+    assert report["files"] == 3 and report["embedded"] == [] and report["unchanged"] == 3
 
 
 def test_folder_of_only_binary_files_is_refused(tmp_path: Path, capsys) -> None:

@@ -74,7 +74,7 @@ def _as_json(report: IndexReport, folder: str, seconds: float) -> dict[str, Any]
         "embedded": report.embedded,
         "unchanged": report.files - len(report.embedded),
         "removed": report.removed,
-        "skipped": report.warnings,
+        "warnings": report.warnings,  # skipped files, each with the reason
         "chunks": report.chunks,
         "new_chunks": report.new_chunks,
         "seconds": round(seconds, 3),
