@@ -91,6 +91,16 @@ def test_bad_sizes_are_usage_errors(tmp_path: Path) -> None:
     assert "--chunk-overlap 5 applies to --splitter token only" in semantic.stderr
 
 
+def test_default_overlap_scales_with_the_chunk_size(tmp_path: Path) -> None:
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Some words here and there. " * 40, encoding="utf-8")
+    small = _run("chunk", str(doc), "--chunk-size", "16", "-q")  # was: overlap 64 >= size 16
+    assert small.returncode == 0, small.stderr
+    records = [json.loads(line) for line in small.stdout.splitlines()]
+    assert len(records) > 1 and all(r["token_count"] <= 16 for r in records)
+    assert records[0]["end"] > records[1]["start"]  # 16 // 8 = 2 tokens shared
+
+
 def test_progress_bar_on_stderr_unless_quiet(tmp_path: Path) -> None:
     doc = tmp_path / "doc.txt"
     doc.write_text("hello world " * 50, encoding="utf-8")

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 HELP = "Split files into token-bounded chunks, written as JSON Lines."
 SPLITTERS = ("token", "semantic")
-DEFAULT_OVERLAP = 64
+OVERLAP_SHARE = 8  # default overlap: an eighth of the chunk size (64 tokens of 512)
 STDIN_SOURCE = "<stdin>"  # the "source" of chunks read from standard input
 
 
@@ -38,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=at_least(0),
         default=None,
         metavar="N",
-        help=f"tokens shared by consecutive chunks; token splitter only (default: "
-        f"{DEFAULT_OVERLAP})",
+        help=f"tokens shared by consecutive chunks; token splitter only (default: chunk size "
+        f"/ {OVERLAP_SHARE}, 64 for 512)",
     )
     parser.add_argument("--output", "-o", help="output file (default: standard output)")
     parser.add_argument("--encoding", default="utf-8", help="text encoding of the input files")
@@ -74,7 +74,9 @@ def _splitter(args: argparse.Namespace) -> Splitter:
 
     try:
         if args.splitter == "token":
-            overlap = DEFAULT_OVERLAP if args.chunk_overlap is None else args.chunk_overlap
+            overlap = args.chunk_overlap
+            if overlap is None:  # scales with the size, so a small --chunk-size alone works
+                overlap = args.chunk_size // OVERLAP_SHARE
             return TokenSplitter(args.tokenizer, args.chunk_size, overlap)
         if args.chunk_overlap:
             raise UsageError(
