@@ -420,6 +420,8 @@ def test_control_characters_in_names_are_neutralised(tmp_path: Path, capsys) -> 
     as_json = run_cli(capsys, "ask", tmp_path / "idx", "Quokkas?", "--model", "none", "--json")
     assert "\x1b" not in as_json.out  # JSON escapes it; parsing gives the real name back
     assert json.loads(as_json.out)["citations"][0]["source"] == evil
+    missing = run_cli(capsys, "ask", tmp_path / "no\x1b[2Jindex", "Quokkas?", "--model", "none")
+    assert missing.code == 2 and "no\\x1b[2Jindex" in missing.err and "\x1b" not in missing.err
 
 
 def test_question_against_an_empty_index_is_refused(tmp_path: Path, capsys) -> None:
