@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,13 +28,26 @@ Matrix = npt.NDArray[np.float32]
 
 @dataclass(frozen=True, slots=True)
 class EmbeddingsFingerprint:
-    """What an index's vectors were made with: vectors of two fingerprints never mix."""
+    """What an index's vectors were made with: vectors of two fingerprints never mix.
+
+    Attributes:
+        name: The canonical model name (:func:`canonical_name`).
+        dimension: Length of each vector.
+        weights: :func:`model_digest` of the model's files, so a folder re-saved with new
+            weights under the same name is told apart; empty when the files are not on disk
+            (a hub id not in the local cache).
+    """
 
     name: str
     dimension: int
+    weights: str = ""
 
     def describe(self) -> str:
         return f"{self.name} ({self.dimension} dimensions)"
+
+    def changed(self, other: EmbeddingsFingerprint) -> bool:
+        """Whether ``other`` names the same model with other files (both digests known)."""
+        return bool(self.weights and other.weights and self.weights != other.weights)
 
 
 def canonical_name(name: str | None) -> str:
@@ -45,6 +60,47 @@ def canonical_name(name: str | None) -> str:
         return DEFAULT_EMBEDDINGS
     path = Path(name).expanduser()
     return str(path.resolve()) if path.exists() else name
+
+
+# SHA-256 of each model file already hashed in this process, by (path, size, mtime, inode).
+_FILE_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+
+
+def model_digest(folder: str | Path) -> str:
+    """SHA-256 over the files of a model folder: weights, configurations, tokenizer.
+
+    Hidden files and Markdown (model cards) are left out; linked files (the Hugging Face cache
+    links snapshots to blobs) are hashed through their links. Each file is hashed once per
+    process unless its size, mtime or inode changes.
+    """
+    root = Path(folder)
+    digest = hashlib.sha256()
+    for parent, folders, names in os.walk(root):
+        folders[:] = sorted(f for f in folders if not f.startswith("."))
+        for name in sorted(names):
+            if name.startswith(".") or name.endswith(".md"):
+                continue
+            path = Path(parent, name)
+            stat = path.stat()
+            key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+            if key not in _FILE_DIGESTS:
+                with path.open("rb") as file:
+                    _FILE_DIGESTS[key] = hashlib.file_digest(file, "sha256").hexdigest()
+            entry = f"{path.relative_to(root).as_posix()}\0{stat.st_size}\0{_FILE_DIGESTS[key]}\n"
+            digest.update(entry.encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _model_folder(path: str) -> Path | None:
+    """Where the files of a model live: a local folder, or a hub id's snapshot in the cache."""
+    if Path(path).is_dir():
+        return Path(path)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(path, local_files_only=True))
+    except Exception:  # not a hub id, or not cached: the files are unknown
+        return None
 
 
 def _load_path(canonical: str) -> str:
@@ -65,14 +121,14 @@ class Embedder:
         name: The canonical name recorded in an index's fingerprint.
     """
 
-    def __init__(self, model: SentenceTransformer, name: str) -> None:
+    def __init__(self, model: SentenceTransformer, name: str, weights: str = "") -> None:
         self.model = model
         # sentence-transformers 5.2 renamed get_sentence_embedding_dimension.
         get_dimension = getattr(model, "get_embedding_dimension", None)
         dimension = (get_dimension or model.get_sentence_embedding_dimension)()
         if dimension is None:
             raise RagError(f"embeddings {name!r} do not report their dimension")
-        self.fingerprint = EmbeddingsFingerprint(name, int(dimension))
+        self.fingerprint = EmbeddingsFingerprint(name, int(dimension), weights)
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -149,8 +205,11 @@ def load_embedder(name: str | None = None, device: str | None = None) -> Embedde
         RagError: The model cannot be loaded; the message says why and what works offline.
     """
     canonical = canonical_name(name)
+    path = _load_path(canonical)
+    folder = _model_folder(path)
+    weights = model_digest(folder) if folder is not None else ""
     try:
-        model = _load_model(_load_path(canonical), device)
+        model = _load_model(path, device, weights)  # new files under one name load anew
     except ImportError as exc:
         raise RagError(
             "embeddings need sentence-transformers: pip install 'longcontext[hf]'"
@@ -161,11 +220,13 @@ def load_embedder(name: str | None = None, device: str | None = None) -> Embedde
             f"could not load embeddings {name or canonical!r}: {first_line}. Give a local "
             "sentence-transformers folder, or all-MiniLM-L6-v2 (bundled, works offline)"
         ) from exc
-    return Embedder(model, canonical)
+    if not weights and (folder := _model_folder(path)) is not None:  # downloaded just now
+        weights = model_digest(folder)
+    return Embedder(model, canonical, weights)
 
 
 @lru_cache(maxsize=2)
-def _load_model(path: str, device: str | None) -> Any:
+def _load_model(path: str, device: str | None, weights: str) -> Any:
     """Load a model once per process: indexing and asking in one session share it."""
     from sentence_transformers import SentenceTransformer
 

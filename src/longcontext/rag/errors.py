@@ -13,3 +13,7 @@ class EmbeddingsMismatchError(RagError):
 
 class EmptyIndexError(RagError):
     """The index holds no chunks, so there is nothing to retrieve."""
+
+
+class IndexLockedError(RagError):
+    """Another ``longcontext index`` run is writing the same index folder."""

@@ -15,7 +15,14 @@ from longcontext.rag.embeddings import (
     load_embedder,
 )
 from longcontext.rag.errors import RagError
-from longcontext.rag.store import IndexedChunk, VectorStore, read_manifest, stack
+from longcontext.rag.store import (
+    IndexedChunk,
+    VectorStore,
+    foreign_entries,
+    locked,
+    read_manifest,
+    stack,
+)
 
 SplitterKind = Literal["token", "semantic"]
 SPLITTERS: tuple[SplitterKind, ...] = ("token", "semantic")
@@ -113,11 +120,26 @@ def build_index(
     """
     index_path = Path(index_path)
     settings = (splitter or SplitterSettings()).resolved()
+    if index_path.exists() and not index_path.is_dir():
+        raise RagError(f"--index {index_path} is a file, not an index folder: give a folder path")
+    with locked(index_path):
+        return _build(Path(folder), index_path, embeddings, settings, progress)
+
+
+def _build(
+    folder: Path,
+    index_path: Path,
+    embeddings: str | None,
+    settings: SplitterSettings,
+    progress: bool | None,
+) -> IndexReport:
+    """:func:`build_index` once it holds the index folder's lock."""
     manifest = read_manifest(index_path)
-    if manifest is None and index_path.is_dir() and any(index_path.iterdir()):
+    foreign = foreign_entries(index_path)
+    if manifest is None and foreign:
         raise RagError(
-            f"{index_path} is not empty and holds no longcontext index: give a new or empty "
-            "folder for --index"
+            f"{index_path} is not empty and holds no longcontext index ({', '.join(foreign)}): "
+            "give a new or empty folder for --index"
         )
     old = VectorStore.load(index_path) if manifest is not None else None
     if old is not None and embeddings is not None:
@@ -132,8 +154,16 @@ def build_index(
         raise RagError(f"{folder} holds no readable text files: " + "; ".join(corpus.warnings()))
 
     embedder = load_embedder(embeddings or (old.embeddings.name if old else None))
+    warnings = corpus.warnings()
+    reuse = old
     if old is not None:
-        old.check_embeddings(embedder.fingerprint, index_path)
+        old.check_embeddings(embedder.fingerprint, index_path, weights=False)
+        if old.embeddings.changed(embedder.fingerprint):
+            warnings.append(
+                f"the files of embeddings {embedder.fingerprint.name} changed since the index "
+                "was built: every file is embedded again"
+            )
+            reuse = None  # old vectors never mix with new ones
     if settings.chunk_size > embedder.max_tokens:
         raise RagError(
             f"--chunk-size {settings.chunk_size} is more than {embedder.fingerprint.name} reads "
@@ -141,7 +171,7 @@ def build_index(
             f"--chunk-size {embedder.max_tokens} or less"
         )
 
-    reusable = _reusable(old, settings)
+    reusable = _reusable(reuse, settings)
     changed = [f for f in corpus.files if reusable.get(f.path, (None,))[0] != f.sha256]
     new_chunks = _split(changed, settings, embedder)
     texts = [c.text for chunks in new_chunks.values() for c in chunks]
@@ -178,7 +208,7 @@ def build_index(
         removed=sorted(set(old.files) - present) if old else [],
         chunks=len(chunks),
         new_chunks=len(texts),
-        warnings=corpus.warnings(),
+        warnings=warnings,
     )
 
 

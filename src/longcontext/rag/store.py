@@ -1,20 +1,36 @@
-"""A FAISS index and its chunk records, saved together in one folder.
+"""A FAISS index and its chunk records, saved together in one folder, one generation at a time.
 
 Layout of an index folder:
 
-- ``manifest.json``: format version, the corpus folder, the embeddings fingerprint (model name and
-  dimension), the splitter settings, and each file's content hash and chunk count;
-- ``chunks.jsonl``: one chunk per line, in vector order: source file, character span, tokens, text;
-- ``vectors.faiss``: a FAISS inner-product index over unit vectors (scores are cosine similarity).
+- ``manifest.json``: format version; the generation folder holding the data, with the size and
+  SHA-256 of each of its files; the corpus folder; the embeddings fingerprint (model name,
+  dimension, digest of the model's files); the splitter settings; each file's content hash and
+  the chunk count;
+- ``gen-N/chunks.jsonl``: one chunk per line, in vector order: source file, character span,
+  tokens, text;
+- ``gen-N/vectors.faiss``: a flat FAISS inner-product index over unit vectors (scores are cosine
+  similarity);
+- ``.lock``: locked by the ``longcontext index`` run writing the folder, which notes its pid.
 
-The manifest is written last, so a folder with a manifest always holds a complete index.
+:meth:`VectorStore.save` writes a new ``gen-N`` folder, syncs it to disk, then publishes it by
+replacing ``manifest.json`` in one atomic rename: whenever a writer is killed, a reader finds the
+previous index or the new one, never a mix. :meth:`VectorStore.load` checks each file's size
+against the manifest before reading it and its checksum before parsing it, so a damaged or hostile
+file is refused before it can claim memory. Generation folders the manifest does not name are
+leftovers of an interrupted save, removed by the next one.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
-from collections.abc import Sequence
+import re
+import shutil
+import struct
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +38,24 @@ from typing import Any
 import numpy as np
 
 from longcontext.rag.embeddings import EmbeddingsFingerprint, Matrix
-from longcontext.rag.errors import EmbeddingsMismatchError, EmptyIndexError, RagError
+from longcontext.rag.errors import (
+    EmbeddingsMismatchError,
+    EmptyIndexError,
+    IndexLockedError,
+    RagError,
+)
 
-FORMAT = 1
+FORMAT = 2
 MANIFEST = "manifest.json"
 CHUNKS = "chunks.jsonl"
 VECTORS = "vectors.faiss"
+LOCK = ".lock"
+_MANIFEST_TMP = f".{MANIFEST}.tmp"
+_GENERATION = re.compile(r"gen-([0-9]{1,12})")
+# What FAISS writes for a flat index: b"IxFI", dimension (int32), vector count (int64), two unused
+# int64, is_trained (bool), metric (int32), the number of floats (int64), then the float32 rows.
+_FLAT_HEADER = struct.Struct("<4siqqq?iq")
+_MAX_DIMENSION = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,15 +97,19 @@ class VectorStore:
     chunks: list[IndexedChunk] = field(default_factory=list)
     vectors: Matrix = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
 
-    def check_embeddings(self, asked: EmbeddingsFingerprint | str, path: str | Path) -> None:
+    def check_embeddings(
+        self, asked: EmbeddingsFingerprint | str, path: str | Path, weights: bool = True
+    ) -> None:
         """Refuse embeddings other than the index's own.
 
         Args:
             asked: A fingerprint, or just a canonical model name (checked before loading it).
             path: The index folder, named in the message.
+            weights: Also refuse a fingerprint whose model files changed since the index was
+                built (when both digests are known).
 
         Raises:
-            EmbeddingsMismatchError: The name or the dimension differs.
+            EmbeddingsMismatchError: The name, the dimension or the model files differ.
         """
         name = asked if isinstance(asked, str) else asked.name
         same = name == self.embeddings.name and (
@@ -89,6 +121,12 @@ class VectorStore:
                 f"the index at {path} was built with embeddings {self.embeddings.describe()}, "
                 f"not {wanted}: use --embeddings {self.embeddings.name}, or a new --index folder "
                 "for other embeddings"
+            )
+        if weights and isinstance(asked, EmbeddingsFingerprint) and self.embeddings.changed(asked):
+            raise EmbeddingsMismatchError(
+                f"the files of embeddings {name} changed since the index at {path} was built "
+                f"(digest {self.embeddings.weights[:12]}, now {asked.weights[:12]}): run "
+                "`longcontext index` again to re-embed every file with them"
             )
 
     def check_not_empty(self) -> None:
@@ -118,34 +156,64 @@ class VectorStore:
         ]
 
     def save(self, path: str | Path) -> None:
-        """Write the index folder (created if missing); the manifest goes last."""
+        """Publish the index as a new generation of the folder ``path`` (created if missing).
+
+        Raises:
+            RagError: The disk is full or not writable; the previous index is left as it was.
+        """
         import faiss
 
         folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
         index = faiss.IndexFlatIP(self.embeddings.dimension)
         if len(self.chunks):
             index.add(self.vectors)
-        _replace(folder / VECTORS, lambda tmp: faiss.write_index(index, str(tmp)))
-        lines = "".join(json.dumps(asdict(c), ensure_ascii=False) + "\n" for c in self.chunks)
-        _replace(folder / CHUNKS, lambda tmp: tmp.write_text(lines, encoding="utf-8"))
+        data = {
+            CHUNKS: "".join(
+                json.dumps(asdict(c), ensure_ascii=False) + "\n" for c in self.chunks
+            ).encode("utf-8"),
+            VECTORS: faiss.serialize_index(index).tobytes(),
+        }
+        generation = folder / f"gen-{max(_generations(folder), default=0) + 1}"
         manifest = {
             "format": FORMAT,
+            "generation": generation.name,
+            "data": {
+                name: {"bytes": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+                for name, blob in data.items()
+            },
             "corpus": self.corpus,
-            "embeddings": {"name": self.embeddings.name, "dimension": self.embeddings.dimension},
+            "embeddings": asdict(self.embeddings),
             "splitter": self.splitter,
             "chunks": len(self.chunks),
             "files": self.files,
         }
-        text = json.dumps(manifest, indent=2, ensure_ascii=False)
-        _replace(folder / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            os.mkdir(generation)
+            for name, blob in data.items():
+                _write(generation / name, blob)
+            _sync(generation)
+            _sync(folder)  # the new folder's entry is on disk before the manifest names it
+            text = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
+            _write(folder / _MANIFEST_TMP, text)
+            os.replace(folder / _MANIFEST_TMP, folder / MANIFEST)  # the one publishing step
+            _sync(folder)
+        except OSError as exc:
+            shutil.rmtree(generation, ignore_errors=True)
+            raise RagError(
+                f"could not write the index at {folder}: {exc.strerror or exc}; the previous "
+                "index, if any, is unchanged"
+            ) from exc
+        for leftover in _leftovers(folder, keep=generation.name):
+            _remove(leftover)
 
     @classmethod
     def load(cls, path: str | Path) -> VectorStore:
-        """Read an index folder written by :meth:`save`.
+        """Read the index folder ``path`` written by :meth:`save`, checking every file.
 
         Raises:
-            RagError: ``path`` holds no index, or a damaged one.
+            RagError: ``path`` holds no index, an index of another format, or a damaged one
+                (the message names the file).
         """
         folder = Path(path)
         manifest = read_manifest(folder)
@@ -153,33 +221,38 @@ class VectorStore:
             raise RagError(
                 f"no index at {folder}: build one with `longcontext index DIR --index {folder}`"
             )
-        import faiss
-
         try:
-            with (folder / CHUNKS).open(encoding="utf-8") as lines:
-                chunks = [IndexedChunk(**json.loads(line)) for line in lines]
-            index = faiss.read_index(str(folder / VECTORS))
-            vectors = index.reconstruct_n(0, index.ntotal) if index.ntotal else None
-        except (OSError, RuntimeError, TypeError, ValueError) as exc:
+            return cls._read(folder, manifest)
+        except RagError:
+            # A concurrent `index` may have published a new generation and removed ours.
+            newer = read_manifest(folder)
+            if newer is None or newer == manifest:
+                raise
+            return cls._read(folder, newer)
+
+    @classmethod
+    def _read(cls, folder: Path, manifest: dict[str, Any]) -> VectorStore:
+        try:
+            fingerprint, count, generation = _check_manifest(manifest)
+            chunks_data = _read_checked(folder / generation, CHUNKS, manifest)
+            vectors_data = _read_checked(folder / generation, VECTORS, manifest)
+            lines = chunks_data.decode("utf-8").split("\n")  # not splitlines: text holds U+2028
+            chunks = [IndexedChunk(**json.loads(line)) for line in lines if line]
+            if len(chunks) != count:
+                raise ValueError(f"{CHUNKS} holds {len(chunks)} chunks, the manifest says {count}")
+            vectors = _vectors(vectors_data, count, fingerprint.dimension)
+        except (OSError, RuntimeError, TypeError, ValueError, KeyError) as exc:
             raise RagError(
                 f"the index at {folder} is damaged ({exc}): run `longcontext index` again "
                 "with a new --index folder"
             ) from exc
-        fingerprint = EmbeddingsFingerprint(**manifest["embeddings"])
-        if vectors is None:
-            vectors = np.zeros((0, fingerprint.dimension), dtype=np.float32)
-        if not len(chunks) == len(vectors) == manifest["chunks"]:
-            raise RagError(
-                f"the index at {folder} is damaged: {len(chunks)} chunks but {len(vectors)} "
-                "vectors; run `longcontext index` again with a new --index folder"
-            )
         return cls(
             corpus=manifest["corpus"],
             embeddings=fingerprint,
             splitter=manifest["splitter"],
             files=manifest["files"],
             chunks=chunks,
-            vectors=np.asarray(vectors, dtype=np.float32),
+            vectors=vectors,
         )
 
 
@@ -195,15 +268,67 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     if not manifest_path.is_file():
         return None
     try:
-        manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise RagError(f"cannot read {manifest_path}: {exc}") from exc
-    if manifest.get("format") != FORMAT:
+    version = manifest.get("format") if isinstance(manifest, dict) else None
+    if version != FORMAT:
         raise RagError(
-            f"{manifest_path} has format {manifest.get('format')!r}, this version reads {FORMAT}: "
-            "build the index again with a new --index folder"
+            f"{manifest_path} has format {version!r}, this version reads {FORMAT}: build the "
+            f"index again, into a new --index folder or after deleting {folder}"
         )
-    return manifest
+    return manifest  # type: ignore[no-any-return]
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """Names in ``folder`` that no index save wrote: an index is never written over them."""
+    if not folder.is_dir():
+        return []
+    ours = {MANIFEST, _MANIFEST_TMP, LOCK}
+    return sorted(
+        entry.name
+        for entry in folder.iterdir()
+        if entry.name not in ours
+        and not (
+            entry.is_dir()
+            and not entry.is_symlink()
+            and _GENERATION.fullmatch(entry.name)
+            and {e.name for e in entry.iterdir()} <= {CHUNKS, VECTORS}
+        )
+    )
+
+
+@contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Hold the write lock of the index folder ``folder`` (created if missing) for one run.
+
+    The lock is an ``flock`` on ``folder/.lock``, released by the kernel however the run ends. A
+    folder this call created is removed again when nothing but the lock was written to it.
+
+    Raises:
+        IndexLockedError: Another process holds the lock.
+    """
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise IndexLockedError(
+                f"another `longcontext index` is writing {folder} (pid {holder}); wait for it "
+                "or use another --index"
+            ) from None
+        pid = f"{os.getpid()}\n".encode("ascii")
+        os.pwrite(fd, pid, 0)
+        os.ftruncate(fd, len(pid))
+        yield
+    finally:
+        os.close(fd)
+        if created and [p.name for p in folder.iterdir()] == [LOCK]:
+            (folder / LOCK).unlink(missing_ok=True)
+            folder.rmdir()
 
 
 def stack(parts: Sequence[Matrix], dimension: int) -> Matrix:
@@ -214,8 +339,97 @@ def stack(parts: Sequence[Matrix], dimension: int) -> Matrix:
     return np.concatenate(blocks).astype(np.float32, copy=False)
 
 
-def _replace(target: Path, write: Any) -> None:
-    """Write through a temporary file and rename it, so a reader never sees half a file."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    write(tmp)
-    os.replace(tmp, target)
+def _check_manifest(manifest: dict[str, Any]) -> tuple[EmbeddingsFingerprint, int, str]:
+    """The fingerprint, chunk count and generation of a manifest whose numbers agree."""
+    fingerprint = EmbeddingsFingerprint(**manifest["embeddings"])
+    count, dimension = manifest["chunks"], fingerprint.dimension
+    for name, value, low, top in (
+        ("chunks", count, 0, 1 << 40),
+        ("dimension", dimension, 1, _MAX_DIMENSION),
+    ):
+        if type(value) is not int or not low <= value <= top:
+            raise ValueError(f"the manifest's {name} {value!r} is not a count from {low} to {top}")
+    generation = manifest["generation"]
+    if not isinstance(generation, str) or not _GENERATION.fullmatch(generation):
+        raise ValueError(f"the manifest names generation {generation!r}, not gen-N")
+    expected = _FLAT_HEADER.size + count * dimension * 4
+    if manifest["data"][VECTORS]["bytes"] != expected:
+        raise ValueError(
+            f"the manifest gives {VECTORS} {manifest['data'][VECTORS]['bytes']!r} bytes, not the "
+            f"{expected} that {count} vectors of {dimension} dimensions take"
+        )
+    return fingerprint, count, generation
+
+
+def _read_checked(generation: Path, name: str, manifest: dict[str, Any]) -> bytes:
+    """A file of the generation, read only when its size and then its checksum agree."""
+    path = generation / name
+    expected = manifest["data"][name]
+    size = path.stat().st_size
+    if size != expected["bytes"]:
+        raise ValueError(f"{path} holds {size} bytes, the manifest says {expected['bytes']}")
+    with path.open("rb") as file:
+        data = file.read(size + 1)  # never more than the manifest allows, even if it grew
+    if len(data) != size or hashlib.sha256(data).hexdigest() != expected["sha256"]:
+        raise ValueError(f"{path} does not match its SHA-256 in the manifest")
+    return data
+
+
+def _vectors(data: bytes, count: int, dimension: int) -> Matrix:
+    """The rows of a flat FAISS index, its header checked before FAISS allocates anything."""
+    fourcc, d, ntotal, _, _, _, _, floats = _FLAT_HEADER.unpack_from(data)
+    if (fourcc, d, ntotal, floats) != (b"IxFI", dimension, count, count * dimension):
+        raise ValueError(
+            f"{VECTORS} has a header for {ntotal} vectors of {d} dimensions ({fourcc!r}), not a "
+            f"flat index of {count} vectors of {dimension}"
+        )
+    if not count:
+        return np.zeros((0, dimension), dtype=np.float32)
+    import faiss
+
+    index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+    return np.asarray(index.reconstruct_n(0, count), dtype=np.float32)
+
+
+def _generations(folder: Path) -> list[int]:
+    """Numbers of the ``gen-N`` folders in ``folder``, published or left over."""
+    if not folder.is_dir():
+        return []
+    return [int(m.group(1)) for p in folder.iterdir() if (m := _GENERATION.fullmatch(p.name))]
+
+
+def _leftovers(folder: Path, keep: str) -> list[Path]:
+    """What earlier interrupted saves left in ``folder``: other generations, a manifest draft."""
+    return [
+        p
+        for p in folder.iterdir()
+        if p.name == _MANIFEST_TMP or (p.name != keep and _GENERATION.fullmatch(p.name))
+    ]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        os.unlink(path)
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` and sync it to disk."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync(folder: Path) -> None:
+    """Sync a folder's entries to disk (what was created or renamed in it)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
