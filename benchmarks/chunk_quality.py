@@ -123,14 +123,14 @@ def our_configs(budgets: Iterable[int], embed: Embedder) -> list[Config]:
                 "longcontext SemanticSplitter (structural)",
                 b,
                 "structural",
-                spans(SemanticSplitter(ENCODING, max_tokens=b)),
+                spans(SemanticSplitter(ENCODING, chunk_size=b)),
                 True,
             ),
             Config(
                 "longcontext SemanticSplitter (MiniLM embeddings)",
                 b,
                 "embeddings",
-                spans(SemanticSplitter(ENCODING, max_tokens=b, embeddings=embed)),
+                spans(SemanticSplitter(ENCODING, chunk_size=b, embeddings=embed)),
                 True,
             ),
         ]

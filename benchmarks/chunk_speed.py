@@ -57,7 +57,7 @@ def _ours_token() -> Run:
 def _ours_semantic() -> Run:
     from longcontext import SemanticSplitter
 
-    splitter = SemanticSplitter(ENCODING, max_tokens=CHUNK_SIZE)
+    splitter = SemanticSplitter(ENCODING, chunk_size=CHUNK_SIZE)
     return lambda texts: sum(map(len, splitter.split_many(texts, num_threads=1)))
 
 

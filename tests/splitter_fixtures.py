@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from functools import cache
 from pathlib import Path
 
 from conftest import SHARED
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from longcontext import Chunk
+from longcontext import Tokenizer as LongcontextTokenizer
 
 CORPORA = SHARED / "data" / "corpora"
 
@@ -44,3 +48,36 @@ def corpus_text(name: str) -> str:
 
 def corpus_paths() -> list[Path]:
     return sorted(CORPORA.glob("*"))
+
+
+def check_chunks(
+    text: str,
+    chunks: list[Chunk],
+    tokenizer: LongcontextTokenizer,
+    budget: int,
+    max_chars: int | None = None,
+) -> None:
+    """Every chunk is an exact, non-empty slice with its exact token count within the budget
+    (and ``max_chars``); chunks advance and cover the text from its first character to its
+    last, so their non-overlapping parts put together are the text."""
+    if not text.strip():
+        assert chunks == []
+        return
+    assert chunks[0].start == 0
+    assert chunks[-1].end == len(text)
+    for index, chunk in enumerate(chunks):
+        assert chunk.index == index
+        assert text[chunk.start : chunk.end] == chunk.text
+        assert chunk.text, "no empty chunks"
+        count = tokenizer.count(chunk.text)
+        assert count == chunk.token_count
+        assert count <= budget
+        if max_chars is not None:
+            assert len(chunk.text) <= max_chars
+        if "\ufffd" not in text:
+            assert "\ufffd" not in chunk.text
+    for before, after in itertools.pairwise(chunks):
+        assert before.start < after.start, "chunks advance"
+        assert after.start <= before.end, "no gap between chunks: the text is covered"
+    parts = [text[c.start : n.start] for c, n in itertools.pairwise(chunks)]
+    assert "".join(parts) + chunks[-1].text == text

@@ -23,10 +23,10 @@ def test_bad_sizes_raise_value_error_naming_them(size: int, overlap: int, match:
 
 
 def test_semantic_budget_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="max_tokens=0"):
-        SemanticSplitter("cl100k_base", max_tokens=0)
+    with pytest.raises(ValueError, match="chunk_size=0"):
+        SemanticSplitter("cl100k_base", chunk_size=0)
     with pytest.raises(ValueError, match="min_tokens=600"):
-        SemanticSplitter("cl100k_base", max_tokens=512, min_tokens=600)
+        SemanticSplitter("cl100k_base", chunk_size=512, min_tokens=600)
     with pytest.raises(ValueError, match="threshold='median'"):
         SemanticSplitter("cl100k_base", threshold="median")  # type: ignore[arg-type]
 
@@ -53,11 +53,11 @@ def test_unknown_tokenizer_name_lists_accepted_values() -> None:
 def test_indivisible_unit_longer_than_budget_is_split_not_dropped() -> None:
     word = "supercalifragilistic" * 50  # one "word", hundreds of tokens, no boundaries
     tokenizer = get_tokenizer("cl100k_base")
-    for splitter in (TokenSplitter(tokenizer, 16, 4), SemanticSplitter(tokenizer, max_tokens=16)):
+    for splitter in (TokenSplitter(tokenizer, 16, 4), SemanticSplitter(tokenizer, chunk_size=16)):
         chunks = splitter.split(word)
         assert len(chunks) > 1
         assert all(tokenizer.count(c.text) <= 16 for c in chunks)
-        covered = "".join(c.text for c in SemanticSplitter(tokenizer, max_tokens=16).split(word))
+        covered = "".join(c.text for c in SemanticSplitter(tokenizer, chunk_size=16).split(word))
         assert covered == word
 
 
@@ -67,3 +67,15 @@ def test_a_character_larger_than_the_budget_is_an_error_not_a_drop() -> None:
     assert tokenizer.count("\U0001f468") > 1
     with pytest.raises(ValueError, match="raise chunk_size"):
         TokenSplitter(tokenizer, chunk_size=1, chunk_overlap=0).split(family)
+
+
+def test_semantic_max_tokens_is_the_deprecated_name_of_chunk_size() -> None:
+    with pytest.warns(DeprecationWarning, match="max_tokens is now chunk_size"):
+        splitter = SemanticSplitter("cl100k_base", max_tokens=100)
+    assert splitter.chunk_size == 100
+    with pytest.warns(DeprecationWarning, match="max_tokens is now chunk_size"):
+        assert splitter.max_tokens == 100
+    with pytest.raises(TypeError, match="pass chunk_size only"):
+        SemanticSplitter("cl100k_base", chunk_size=100, max_tokens=100)
+    assert SemanticSplitter("cl100k_base", 64).chunk_size == 64
+    assert SemanticSplitter().chunk_size == 512

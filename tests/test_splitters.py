@@ -12,10 +12,10 @@ import itertools
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from splitter_fixtures import byte_level_bpe, corpus_paths
+from splitter_fixtures import byte_level_bpe, check_chunks, corpus_paths
 
-from longcontext import Chunk, SemanticSplitter, TokenSplitter, get_tokenizer
-from longcontext.splitters import base, boundaries
+from longcontext import SemanticSplitter, TokenSplitter, get_tokenizer
+from longcontext.splitters import boundaries, slices
 from longcontext.tokenizers import Tokenizer
 
 TRICKY = [
@@ -53,26 +53,6 @@ SETTINGS = settings(
 @pytest.fixture(scope="module", params=["cl100k_base", "o200k_base", "hf-byte-level-bpe"])
 def tokenizer(request: pytest.FixtureRequest) -> Tokenizer:
     return get_tokenizer(byte_level_bpe() if request.param.startswith("hf") else request.param)
-
-
-def check_chunks(text: str, chunks: list[Chunk], tokenizer: Tokenizer, budget: int) -> None:
-    if not text.strip():
-        assert chunks == []
-        return
-    assert chunks[0].start == 0
-    assert chunks[-1].end == len(text)
-    for index, chunk in enumerate(chunks):
-        assert chunk.index == index
-        assert text[chunk.start : chunk.end] == chunk.text
-        assert chunk.text, "no empty chunks"
-        count = tokenizer.count(chunk.text)
-        assert count == chunk.token_count
-        assert count <= budget
-        if "\ufffd" not in text:
-            assert "\ufffd" not in chunk.text
-    for before, after in itertools.pairwise(chunks):
-        assert before.start < after.start, "chunks advance"
-        assert after.start <= before.end, "no gap between chunks: the text is covered"
 
 
 @given(text=TEXTS, size=st.integers(8, 64), overlap_ratio=st.floats(0, 0.5))
@@ -146,10 +126,10 @@ def test_counts_stay_exact_with_cuts_from_the_encodings_own_pattern(
     """Text without spaces (CJK, code, data) has no byte-level safe cut nearby; then the cuts
     come from the encoding's pre-tokenizer pattern; scanning one token, at once, makes that the
     rule."""
-    monkeypatch.setattr(base, "_SCAN", 1)
-    monkeypatch.setattr(base, "_MISSES_BEFORE_PATTERN", 0)
+    monkeypatch.setattr(slices, "_SCAN", 1)
+    monkeypatch.setattr(slices, "_MISSES_BEFORE_PATTERN", 0)
     check_chunks(text, TokenSplitter(tokenizer, size, overlap).split(text), tokenizer, size)
-    check_chunks(text, SemanticSplitter(tokenizer, max_tokens=size).split(text), tokenizer, size)
+    check_chunks(text, SemanticSplitter(tokenizer, chunk_size=size).split(text), tokenizer, size)
 
 
 @given(text=DENSE, encoding=st.sampled_from(["cl100k_base", "o200k_base"]))
@@ -160,11 +140,11 @@ def test_every_short_slice_counts_exactly(
     text: str, encoding: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every slice between two tokens, up to 12 apart, against its own re-encoding."""
-    monkeypatch.setattr(base, "_SCAN", 1)
-    monkeypatch.setattr(base, "_MISSES_BEFORE_PATTERN", 0)
+    monkeypatch.setattr(slices, "_SCAN", 1)
+    monkeypatch.setattr(slices, "_MISSES_BEFORE_PATTERN", 0)
     tokenizer = get_tokenizer(encoding)
     spans = tokenizer.spans(text)
-    counter = base.SliceCounter(tokenizer, text, spans)
+    counter = slices.SliceCounter(tokenizer, text, spans)
     n = len(spans)
     edges = [k for k in range(n + 1) if spans.is_char_boundary(k)]
     for a, i in enumerate(edges):
@@ -188,7 +168,7 @@ def test_aligned_token_splitter_invariants(
 @given(text=TEXTS, size=st.integers(8, 64))
 @SETTINGS
 def test_semantic_splitter_invariants(tokenizer: Tokenizer, text: str, size: int) -> None:
-    chunks = SemanticSplitter(tokenizer, max_tokens=size).split(text)
+    chunks = SemanticSplitter(tokenizer, chunk_size=size).split(text)
     check_chunks(text, chunks, tokenizer, size)
     for before, after in itertools.pairwise(chunks):
         assert after.start == before.end, "semantic chunks tile the text without overlap"
@@ -201,7 +181,7 @@ def test_callable_tokenizer_without_offsets(text: str, size: int) -> None:
     encoding = get_tokenizer("cl100k_base")
     counter = get_tokenizer(lambda s: encoding.encode(s))
     check_chunks(text, TokenSplitter(counter, size, size // 4).split(text), counter, size)
-    check_chunks(text, SemanticSplitter(counter, max_tokens=size).split(text), counter, size)
+    check_chunks(text, SemanticSplitter(counter, chunk_size=size).split(text), counter, size)
 
 
 @pytest.mark.parametrize("path", corpus_paths(), ids=lambda p: p.name)
@@ -214,7 +194,7 @@ def test_real_corpora_hold_every_invariant(path) -> None:  # type: ignore[no-unt
     assert all(c.token_count >= 500 for c in token_chunks[:-1])
     for before, after in itertools.pairwise(token_chunks):
         assert abs(tokenizer.count(text[after.start : before.end]) - 64) <= 2
-    semantic_chunks = SemanticSplitter(tokenizer, max_tokens=256).split(text)
+    semantic_chunks = SemanticSplitter(tokenizer, chunk_size=256).split(text)
     check_chunks(text, semantic_chunks, tokenizer, 256)
 
 
@@ -227,7 +207,7 @@ def test_small_chunks_of_real_corpora_count_exactly(path, encoding: str) -> None
     for splitter in (
         TokenSplitter(tokenizer, 24, 5),
         TokenSplitter(tokenizer, 16, 3, align="word"),
-        SemanticSplitter(tokenizer, max_tokens=32),
+        SemanticSplitter(tokenizer, chunk_size=32),
     ):
         check_chunks(
             text, splitter.split(text), tokenizer, 32 if "Semantic" in repr(splitter) else 40
@@ -238,7 +218,7 @@ def test_split_many_matches_split() -> None:
     texts = [path.read_text(encoding="utf-8")[:30000] for path in corpus_paths()]
     splitter = TokenSplitter("cl100k_base", 128, 16)
     assert splitter.split_many(texts, num_threads=2) == [splitter.split(t) for t in texts]
-    semantic = SemanticSplitter("cl100k_base", max_tokens=128)
+    semantic = SemanticSplitter("cl100k_base", chunk_size=128)
     assert semantic.split_many(texts) == [semantic.split(t) for t in texts]
 
 
@@ -256,7 +236,7 @@ def test_semantic_splitter_prefers_paragraphs_and_headers() -> None:
         for s in range(6)
     ]
     text = "\n\n".join(sections)
-    chunks = SemanticSplitter("cl100k_base", max_tokens=120).split(text)
+    chunks = SemanticSplitter("cl100k_base", chunk_size=120).split(text)
     for chunk in chunks[1:]:
         # Every chunk starts at a paragraph or a header, never mid-sentence.
         assert chunk.text.startswith(("Paragraph", "# Section"))
@@ -270,7 +250,7 @@ def test_a_full_chunk_ends_at_the_strongest_boundary_in_its_second_half() -> Non
     tokenizer = get_tokenizer("cl100k_base")
     budget = 100
     assert budget / 2 <= tokenizer.count(first + "\n\n") < budget  # the paragraph is eligible
-    chunks = SemanticSplitter(tokenizer, max_tokens=budget).split(text)
+    chunks = SemanticSplitter(tokenizer, chunk_size=budget).split(text)
     assert chunks[0].text == first + "\n\n"
     assert chunks[1].text.startswith("Later sentence number 0")
     assert all(c.text.endswith((". ", ".", "\n\n")) for c in chunks)  # never mid-sentence
@@ -322,10 +302,76 @@ def test_embeddings_cut_where_the_topic_changes(budget: int) -> None:
     text = " ".join(COOKING + ASTRONOMY)
     shift = text.index(" " + ASTRONOMY[0])  # sentences end at their full stop
     tokenizer = get_tokenizer("cl100k_base")
-    embedded = SemanticSplitter(tokenizer, max_tokens=budget, embeddings=model.encode)
+    embedded = SemanticSplitter(tokenizer, chunk_size=budget, embeddings=model.encode)
     chunks = embedded.split(text)
     check_chunks(text, chunks, tokenizer, budget)
     assert shift in {c.start for c in chunks}
-    structural = SemanticSplitter(tokenizer, max_tokens=budget).split(text)
+    structural = SemanticSplitter(tokenizer, chunk_size=budget).split(text)
     if budget == 1000:
         assert [c.text for c in structural] == [text]
+
+
+FENCED = """# Install
+
+Run the script:
+
+```bash
+# comment: not a header
+./install.sh
+```
+
+~~~~python
+# also a comment
+```
+# still inside: a shorter fence of the other kind does not close it
+~~~~
+
+# Usage
+
+Call it.
+
+```
+# an unclosed block runs to the end
+"""
+
+
+def test_comments_in_fenced_code_are_not_headers() -> None:
+    headers = boundaries.cuts(FENCED, "header", 0, len(FENCED))
+    assert [FENCED[h:].split("\n", 1)[0] for h in headers] == ["# Usage"]
+    # Only the stretch inside one block is asked for: the block is known from the whole text.
+    inner = FENCED.index("# comment")
+    assert boundaries.cuts(FENCED, "header", inner - 5, inner + 20) == []
+    tokenizer = get_tokenizer("cl100k_base")
+    for budget in (40, 60):  # a chunk ends at the strongest boundary: the real header
+        chunks = SemanticSplitter(tokenizer, budget).split(FENCED)
+        check_chunks(FENCED, chunks, tokenizer, budget)
+        starts = {c.start for c in chunks}
+        assert FENCED.index("# Usage") in starts
+        for comment in ("# comment", "# also", "# still", "# an unclosed"):
+            assert FENCED.index(comment) not in starts
+
+
+def test_split_many_calls_the_embeddings_from_the_callers_thread_only() -> None:
+    """Real MiniLM embeddings: split_many batches every text's sentences in this thread."""
+    import threading
+
+    from retrieval_fixtures import minilm
+
+    model = minilm()
+    threads: list[int] = []
+    batches: list[int] = []
+
+    def embed(texts: list[str]):  # type: ignore[no-untyped-def]
+        threads.append(threading.get_ident())
+        batches.append(len(texts))
+        return model.encode(texts)
+
+    texts = [" ".join(COOKING[k:] + ASTRONOMY[:k]) for k in range(4)] + ["   "]
+    splitter = SemanticSplitter("cl100k_base", 60, embeddings=embed, batch_size=16)
+    many = splitter.split_many(texts, num_threads=4)
+    assert set(threads) == {threading.get_ident()}
+    assert batches == [16, 8]  # 4 texts of 6 sentences, batched together
+    assert many == [splitter.split(t) for t in texts]
+    threads.clear()
+    opted = SemanticSplitter("cl100k_base", 60, embeddings=embed, embed_in_threads=True)
+    assert opted.split_many(texts, num_threads=4) == many

@@ -23,12 +23,15 @@ class TokenSpans:
 
     A token that covers only part of a character spans the whole character, so the boundary
     before token ``k`` falls on a character boundary exactly when ``ends[k-1] <= starts[k]``.
+    Characters that no token covers (a tokenizer's normalizer may drop them) lie between
+    ``ends[k-1]`` and ``starts[k]``, or before ``starts[0]``.
     """
 
-    def __init__(self, ids: Ids, starts: IntArray, ends: IntArray) -> None:
+    def __init__(self, ids: Ids, starts: IntArray, ends: IntArray, length: int) -> None:
         self.ids = ids
         self._starts = starts
         self._ends = ends
+        self.length = length  # of the text
 
     @property
     def starts(self) -> IntArray:
@@ -43,7 +46,7 @@ class TokenSpans:
 
     def start(self, k: int) -> int:
         """Character offset where token ``k`` starts (the text's length for ``k == len``)."""
-        return int(self.starts[k])
+        return int(self.starts[k]) if k < len(self.ids) else self.length
 
     def char_starts(self, tokens: Sequence[int]) -> list[int]:
         """:meth:`start` of several tokens (each below ``len(self)``) at once."""
@@ -76,6 +79,7 @@ class ByteTokenSpans(TokenSpans):
     def __init__(self, text: str, ids: Ids, byte_ends: IntArray) -> None:
         self.ids = ids
         self.text = text
+        self.length = len(text)
         self.byte_ends = byte_ends
         self.data = None if text.isascii() else text.encode("utf-8")
         self._multibyte: _Multibyte | None = None

@@ -48,18 +48,9 @@ class Tokenizer(ABC):
     def count(self, text: str) -> int:
         return len(self.encode(text))
 
-    def count_many(self, texts: Sequence[str]) -> list[int]:
-        return [len(ids) for ids in self.encode_many(texts)]
-
-    def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
-        return [self.encode(t) for t in texts]
-
     def spans(self, text: str) -> TokenSpans | None:
         """Ids with character spans, or None when the backend cannot give offsets."""
         return None
-
-    def spans_many(self, texts: Sequence[str]) -> list[TokenSpans | None]:
-        return [self.spans(t) for t in texts]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -122,16 +113,12 @@ def load_tiktoken(name: str) -> tiktoken.Encoding:
 class TiktokenTokenizer(Tokenizer):
     """A tiktoken encoding. Offsets come from the tokens' byte lengths."""
 
-    def __init__(self, encoding: str | tiktoken.Encoding, num_threads: int | None = None) -> None:
+    def __init__(self, encoding: str | tiktoken.Encoding) -> None:
         self.encoding = load_tiktoken(encoding) if isinstance(encoding, str) else encoding
         self.name = self.encoding.name
-        self.num_threads = num_threads or os.cpu_count() or 1
 
     def encode(self, text: str) -> list[int]:
         return self.encoding.encode_ordinary(text)
-
-    def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
-        return self.encoding.encode_ordinary_batch(list(texts), num_threads=self.num_threads)
 
     def spans(self, text: str) -> TokenSpans:
         from longcontext.spans import spans_from_byte_lengths, token_byte_lengths
@@ -140,13 +127,6 @@ class TiktokenTokenizer(Tokenizer):
         # text is encoded as ordinary text, exactly as encode_ordinary does.
         ids = self.encoding.encode_to_numpy(text, disallowed_special=())
         return spans_from_byte_lengths(text, ids, token_byte_lengths(self.encoding))
-
-    def spans_many(self, texts: Sequence[str]) -> list[TokenSpans | None]:
-        from longcontext.spans import spans_from_byte_lengths, token_byte_lengths
-
-        lengths = token_byte_lengths(self.encoding)
-        batches = self.encode_many(texts)
-        return [spans_from_byte_lengths(t, ids, lengths) for t, ids in zip(texts, batches)]
 
 
 # ---------------------------------------------------------------------------------- Hugging Face
@@ -167,28 +147,21 @@ class HuggingFaceTokenizer(Tokenizer):
         ids: list[int] = self.backend.encode(text, add_special_tokens=False).ids
         return ids
 
-    def encode_many(self, texts: Sequence[str]) -> list[list[int]]:
-        encodings = self.backend.encode_batch(list(texts), add_special_tokens=False)
-        return [e.ids for e in encodings]
-
-    @staticmethod
-    def _to_spans(encoding: Any) -> TokenSpans:
+    def spans(self, text: str) -> TokenSpans:
         import numpy as np
 
         from longcontext.spans import TokenSpans
 
+        encoding = self.backend.encode(text, add_special_tokens=False)
         offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
         # Offsets of byte-level tokens may step back inside one character; keep them monotone.
         starts = np.maximum.accumulate(offsets[:, 0]) if len(offsets) else offsets[:, 0]
         ends = np.maximum.accumulate(offsets[:, 1]) if len(offsets) else offsets[:, 1]
-        return TokenSpans(encoding.ids, starts, ends)
-
-    def spans(self, text: str) -> TokenSpans:
-        return self._to_spans(self.backend.encode(text, add_special_tokens=False))
-
-    def spans_many(self, texts: Sequence[str]) -> list[TokenSpans | None]:
-        encodings = self.backend.encode_batch(list(texts), add_special_tokens=False)
-        return [self._to_spans(e) for e in encodings]
+        if len(starts):
+            # The first token also spans what the normalizer dropped before it (a byte-order
+            # mark, control characters, combining marks), so slices from it cover the text.
+            starts[0] = 0
+        return TokenSpans(encoding.ids, starts, ends, len(text))
 
 
 # ------------------------------------------------------------------------------------- callables

@@ -1,19 +1,27 @@
-"""What both splitters share: argument checks, batching, and exact token counts of slices."""
+"""The splitter contract: what every splitter is, takes and returns.
+
+Exact token counts of slices live in :mod:`longcontext.splitters.slices`.
+"""
 
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from typing import Any, TypeVar
 
 from longcontext.chunk import Chunk
-from longcontext.spans import ByteTokenSpans, TokenSpans
-from longcontext.tokenizers import TiktokenTokenizer, Tokenizer, TokenizerLike
+from longcontext.tokenizers import Tokenizer, TokenizerLike
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# The default character bound of a chunk is this many characters per token of its budget:
+# far above any natural text (about 4 characters a token in English, fewer in CJK), so it
+# binds only where a tokenizer maps a long run to few tokens (WordPiece's [UNK] for any word
+# over 100 characters, long runs of one symbol).
+CHARS_PER_TOKEN_BOUND = 32
 
 
 def check_text(text: Any) -> str:
@@ -30,6 +38,20 @@ def check_budget(name: str, value: Any) -> int:
     return value
 
 
+def check_max_chars(max_chars: Any, chunk_size: int) -> int:
+    """The character bound of chunks: ``max_chars``, or ``chunk_size * CHARS_PER_TOKEN_BOUND``."""
+    if max_chars is None:
+        return chunk_size * CHARS_PER_TOKEN_BOUND
+    if isinstance(max_chars, bool) or not isinstance(max_chars, int):
+        raise TypeError(f"max_chars must be an int or None, got {max_chars!r}")
+    if max_chars <= 0:
+        raise ValueError(
+            f"max_chars must be a positive number of characters, got max_chars={max_chars}; "
+            "leave it None for the default of chunk_size * 32"
+        )
+    return max_chars
+
+
 class Splitter(ABC):
     """A splitter turns a string into exact, in-order, covering chunks."""
 
@@ -41,203 +63,21 @@ class Splitter(ABC):
 
     def split_many(self, texts: Iterable[str], num_threads: int | None = None) -> list[list[Chunk]]:
         """Split several texts. tiktoken and Hugging Face release the GIL, so threads use cores."""
-        items = [check_text(t) for t in texts]
+        return self.map_threads(self.split, [check_text(t) for t in texts], num_threads)
+
+    @staticmethod
+    def map_threads(
+        function: Callable[[T], R], items: Sequence[T], num_threads: int | None = None
+    ) -> list[R]:
+        """``function`` over ``items`` in up to ``num_threads`` threads (all cores by default)."""
         workers = min(num_threads or os.cpu_count() or 1, len(items))
         if workers <= 1:
-            return [self.split(t) for t in items]
+            return [function(t) for t in items]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(self.split, items))
+            return list(pool.map(function, items))
 
     def __call__(self, text: str) -> list[Chunk]:
         return self.split(text)
-
-
-# How many tokens to look past an edge for a safe cut before re-encoding the whole slice.
-_SCAN = 64
-# How many such misses in one text before its pattern's cuts are found in one pass.
-_MISSES_BEFORE_PATTERN = 8
-
-
-def _line_starts_piece(tokenizer: TiktokenTokenizer) -> bool:
-    pattern: str = getattr(tokenizer.encoding, "_pat_str", "")
-    run, lookahead = pattern.find(r"\s*[\r\n]"), pattern.find(r"\s+(?!\S)")
-    return 0 <= run < lookahead
-
-
-class SliceCounter:
-    """Exact token counts of slices of one text, re-encoding only their edges.
-
-    With tiktoken, a slice's pieces between its first and last "safe" position (see
-    ``_starts_piece``) are exactly the pieces the whole-text encoding had there, and BPE never
-    merges across pieces, so those tokens are counted from the first encoding and only the two
-    edges are re-encoded. Other tokenizers, whose normalizers may not be local, re-encode the
-    whole slice.
-    """
-
-    def __init__(self, tokenizer: Tokenizer, text: str, spans: TokenSpans) -> None:
-        self.tokenizer = tokenizer
-        self.text = text
-        self.spans = spans
-        self.local = isinstance(tokenizer, TiktokenTokenizer)
-        self.lines = isinstance(tokenizer, TiktokenTokenizer) and _line_starts_piece(tokenizer)
-        if self.local:
-            assert isinstance(spans, ByteTokenSpans)
-            self._raw = spans.data or text.encode("ascii")
-            self._byte_ends = spans.byte_ends
-        self._pieces: npt.NDArray[np.intp] | None = None
-        self._misses = 0
-
-    def count_span(self, i: int, j: int) -> int:
-        """Tokens in the slice from token ``i``'s start to token ``j``'s (both on characters).
-
-        Splitters that cut between tokens call this for every window. It works on token
-        indices and bytes alone: the common case, both edges at a safe cut, costs two byte
-        lookups; otherwise only the few tokens outside the nearest safe cuts are re-encoded.
-        """
-        n = len(self.spans)
-        if not self.local:
-            end = len(self.text) if j >= n else self.spans.start(j)
-            return self.tokenizer.count(self.text[self.spans.start(i) : end])
-        first = i if i == 0 or self._starts_piece(i) else self._piece_start_after(i, j)
-        last = j if j >= n or self._starts_piece(j) else self._piece_start_before(j, i)
-        count = self.tokenizer.count
-        if first is None or last is None or first > last:
-            return count(self._text_between(i, j))
-        head = count(self._text_between(i, first)) if first > i else 0
-        tail = count(self._text_between(last, j)) if last < j else 0
-        return head + (last - first) + tail
-
-    def count_chars(self, start: int, end: int, i: int, j: int) -> int:
-        """Tokens in ``text[start:end]`` when an edge falls inside a token; ``i`` and ``j`` are
-        the first tokens starting at or after ``start`` and ``end``.
-
-        Each such edge is re-encoded with the text up to the nearest safe cut inside the
-        slice; what lies between is counted by :meth:`count_span`.
-        """
-        count, spans = self.tokenizer.count, self.spans
-        if not self.local:
-            return count(self.text[start:end])
-        start_on_token = self._token_starts_at(i, start)
-        end_on_token = self._token_starts_at(j, end)
-        first = i if start_on_token else self._piece_start_after(i - 1, j)
-        last = j if end_on_token else self._piece_start_before(j, i)
-        if first is None or last is None or first > last:
-            return count(self.text[start:end])
-        head = 0 if start_on_token else count(self.text[start : spans.start(first)])
-        tail = 0 if end_on_token else count(self.text[spans.start(last) : end])
-        return head + self.count_span(first, last) + tail
-
-    def _token_starts_at(self, k: int, position: int) -> bool:
-        if k >= len(self.spans):
-            return position == len(self.text)
-        return self.spans.is_char_boundary(k) and self.spans.start(k) == position
-
-    def _text_between(self, i: int, j: int) -> str:
-        """The text from token ``i``'s start to token ``j``'s, both on character boundaries."""
-        ends = self._byte_ends
-        return self._raw[int(ends[i - 1]) if i else 0 : int(ends[j - 1]) if j else 0].decode()
-
-    def _piece_start_after(self, i: int, j: int) -> int | None:
-        for k in range(i + 1, min(j, i + self._scan())):
-            if self._starts_piece(k):
-                return k
-        pieces = self._pattern_pieces()  # none nearby: text without spaces (CJK, code, data)
-        if pieces is None:
-            return None
-        slot = int(np.searchsorted(pieces, i, side="right"))
-        return int(pieces[slot]) if slot < len(pieces) and pieces[slot] < j else None
-
-    def _piece_start_before(self, j: int, i: int) -> int | None:
-        for k in range(j - 1, max(i, j - self._scan()), -1):
-            if self._starts_piece(k):
-                return k
-        pieces = self._pattern_pieces()
-        if pieces is None:
-            return None
-        slot = int(np.searchsorted(pieces, j, side="left")) - 1
-        return int(pieces[slot]) if slot >= 0 and pieces[slot] > i else None
-
-    def _scan(self) -> int:
-        """Tokens to look through for a byte-level safe cut: fewer once the pattern's cuts,
-        one binary search away, are known (text that needed them is short of spaces)."""
-        return _SCAN if self._pieces is None else 4
-
-    def _pattern_pieces(self) -> npt.NDArray[np.intp] | None:
-        """Tokens that start a piece of the encoding's own pre-tokenizer pattern, found in one
-        pass over the text once the byte rules have found no cut nearby a few times (until
-        then, and for a text with a rare such stretch, the slice is re-encoded whole: cheaper
-        than a pass over all of it).
-
-        Only pieces that start where a run of letters ends (at a digit or a symbol) count: the
-        run ends there by its class alone, never by lookahead or by where its piece began, and
-        no piece takes a letter as a prefix, so a slice cut there ends and starts exactly as
-        the whole text's pieces do. Elsewhere it may not: "23" re-encodes apart from "4" but
-        "234" is one piece; "&" is the prefix of "&quot" in a slice that starts with it; and
-        o200k ends "bar't" after its contraction, but "'title" is one piece. An apostrophe
-        does not count either: in a slice, a letter that closed a contraction ("X's|'t")
-        can take the next one ("'s't").
-        """
-        if self._pieces is None:
-            self._misses += 1
-            if self._misses <= _MISSES_BEFORE_PATTERN:
-                return None
-            import regex  # tiktoken's own dependency, for its \p{L} patterns
-
-            text = self.text
-            pattern: str = getattr(self.tokenizer.encoding, "_pat_str", "")  # type: ignore[attr-defined]
-            found = (m.start() for m in (regex.finditer(pattern, text) if pattern else ()))
-            starts = [
-                p
-                for p in found
-                if p
-                and text[p - 1].isalpha()
-                and not (text[p].isalpha() or text[p].isspace() or text[p] == "'")
-            ]
-            spans = self.spans
-            assert isinstance(spans, ByteTokenSpans)
-            at = spans.byte_offsets(np.asarray(starts, dtype=np.int64))
-            token_starts = spans.byte_starts()
-            k = np.searchsorted(token_starts, at)
-            exact = (k < len(token_starts)) & (
-                token_starts[np.minimum(k, len(token_starts) - 1)] == at
-            )
-            self._pieces = k[exact]
-        return self._pieces
-
-    def _starts_piece(self, k: int) -> bool:
-        r"""Whether token ``k`` starts at a safe cut, judged on the bytes around it.
-
-        A lone space between two non-spaces starts a pre-tokenizer piece in tiktoken's
-        patterns (" word", " `", or a piece of its own before digits), and no piece spans it.
-        Where a newline run is one piece that ends at the next non-space whatever follows
-        (cl100k's and o200k's ``\s*[\r\n]``; GPT-2's patterns split such runs by lookahead),
-        the character after a newline starts a piece too, unless it is "/", which o200k's
-        punctuation pieces take after their newlines (":\n/").
-        """
-        raw, b = self._raw, int(self._byte_ends[k - 1])
-        if b + 1 >= len(raw):
-            return False
-        before, here = raw[b - 1], raw[b]
-        if here == 0x20:  # a lone space between non-spaces
-            return not (self._is_space(self._char_ending(b)) or self._is_space(b + 1))
-        if self.lines and before in (0x0A, 0x0D):  # a non-space after a newline
-            return here != 0x2F and not self._is_space(b)
-        return False
-
-    def _is_space(self, b: int) -> bool:
-        """Whether the character starting at byte ``b`` is whitespace (ASCII: no decoding)."""
-        lead = self._raw[b]
-        if lead < 0x80:
-            return lead <= 0x20 or lead == 0x7F or chr(lead).isspace()
-        width = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
-        return self._raw[b : b + width].decode("utf-8", "replace").isspace()
-
-    def _char_ending(self, b: int) -> int:
-        """The first byte of the character that ends at byte ``b``."""
-        start = b - 1
-        while start > 0 and self._raw[start] & 0xC0 == 0x80:
-            start -= 1
-        return start
 
 
 def resolve(tokenizer: TokenizerLike) -> Tokenizer:

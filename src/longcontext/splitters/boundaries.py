@@ -7,6 +7,8 @@ come from regular expressions over the whole text, so finding them costs one sca
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -27,17 +29,57 @@ _WORD = re.compile(r"\s+")
 LEVELS = ("header", "paragraph", "line", "sentence", "word")
 
 
-def _ends(pattern: re.Pattern[str], text: str) -> Positions:
-    return np.fromiter((m.end() for m in pattern.finditer(text)), dtype=np.int64)
-
-
-def _starts(pattern: re.Pattern[str], text: str) -> Positions:
-    return np.fromiter((m.start() for m in pattern.finditer(text)), dtype=np.int64)
-
-
 def sentence_ends(text: str) -> Positions:
     """Positions right after each sentence's closing punctuation."""
-    return _ends(_SENTENCE, text)
+    return np.fromiter((m.end() for m in _SENTENCE.finditer(text)), dtype=np.int64)
+
+
+# A fence line of CommonMark: up to three spaces, then three or more backticks or tildes.
+_FENCE = re.compile(r"(?m)^ {0,3}(`{3,}|~{3,})(.*)$")
+
+
+@lru_cache(maxsize=8)
+def fenced_blocks(text: str) -> tuple[tuple[int, int], ...]:
+    """``(start, end)`` of each fenced code block (``` or ~~~), fences included.
+
+    As in CommonMark, a block closes at a fence of the same character at least as long with
+    nothing but spaces after it, and an unclosed block runs to the end of the text. Cached per
+    text: the splitters ask for header cuts of many stretches of one text.
+    """
+    if "```" not in text and "~~~" not in text:
+        return ()
+    blocks: list[tuple[int, int]] = []
+    opened: re.Match[str] | None = None
+    for match in _FENCE.finditer(text):
+        fence, rest = match.group(1), match.group(2)
+        if opened is None:
+            if fence[0] == "`" and "`" in rest:
+                continue  # an inline code span, not a fence
+            opened = match
+        elif (
+            fence[0] == opened.group(1)[0]
+            and len(fence) >= len(opened.group(1))
+            and (not rest.strip())
+        ):
+            blocks.append((opened.start(), match.end()))
+            opened = None
+    if opened is not None:
+        blocks.append((opened.start(), len(text)))
+    return tuple(blocks)
+
+
+def _outside_code(text: str, positions: list[int]) -> list[int]:
+    """Positions that are not inside a fenced code block ("# comment" in code is no header)."""
+    blocks = fenced_blocks(text)
+    if not blocks:
+        return positions
+    block_starts = [a for a, _ in blocks]
+    kept = []
+    for p in positions:
+        k = bisect_right(block_starts, p) - 1
+        if k < 0 or p >= blocks[k][1]:
+            kept.append(p)
+    return kept
 
 
 # Where a level's cut sits in each match: its end (after a break), or its start (before one).
@@ -60,22 +102,5 @@ def cuts(text: str, level: str, start: int, end: int) -> list[int]:
     except KeyError:
         raise ValueError(f"unknown boundary level {level!r}; expected one of {LEVELS}") from None
     found = [m.end() if at_end else m.start() for m in pattern.finditer(text, start, end)]
-    return [p for p in found if start < p < end]
-
-
-def level_positions(text: str, level: str) -> Positions:
-    """Cut positions of one level, strictly inside the text, sorted and unique."""
-    if level == "header":
-        found = _starts(_HEADER, text)
-    elif level == "paragraph":
-        found = _ends(_PARAGRAPH, text)
-    elif level == "line":
-        found = _ends(_LINE, text)
-    elif level == "sentence":
-        found = sentence_ends(text)
-    elif level == "word":
-        found = _starts(_WORD, text)
-    else:
-        raise ValueError(f"unknown boundary level {level!r}; expected one of {LEVELS}")
-    inside = found[(found > 0) & (found < len(text))]
-    return np.unique(inside)
+    inside = [p for p in found if start < p < end]
+    return _outside_code(text, inside) if level == "header" and inside else inside

@@ -12,13 +12,31 @@ Counter = Callable[[str], int]
 
 
 def split_by_counting(
-    text: str, count: Counter, chunk_size: int, chunk_overlap: int
+    text: str,
+    count: Counter,
+    chunk_size: int,
+    chunk_overlap: int,
+    max_chars: int,
+    longest_first: bool = False,
 ) -> list[tuple[int, int, int]]:
-    """(start, end, token_count) windows of at most ``chunk_size`` tokens covering ``text``."""
+    """(start, end, token_count) windows of at most ``chunk_size`` tokens and ``max_chars``
+    characters covering ``text``.
+
+    The overlap is at most ``chunk_overlap`` tokens and, in proportion, at most that share of
+    ``max_chars`` characters, so that a run counted as one token still moves forward. With
+    ``longest_first`` each window first tries its full ``max_chars``: inside one long token
+    (WordPiece's ``[UNK]``) a long slice can have fewer tokens than a short one.
+    """
     bounds: list[tuple[int, int, int]] = []
+    overlap_chars = max_chars * chunk_overlap // chunk_size
     start = 0
     while True:
-        end, tokens = _longest_fit(text, count, start, chunk_size)
+        end, tokens = -1, 0
+        if longest_first:
+            end = min(start + max_chars, len(text))
+            tokens = count(text[start:end])
+        if tokens > chunk_size or end < 0:
+            end, tokens = _longest_fit(text, count, start, chunk_size, start + max_chars)
         if end == start:
             raise ValueError(
                 f"the character {text[start]!r} at offset {start} alone takes more than "
@@ -28,17 +46,21 @@ def split_by_counting(
         bounds.append((start, end, tokens))
         if end == len(text):
             return bounds
-        start = _overlap_start(text, count, start, end, chunk_overlap)
+        start = _overlap_start(text, count, max(start, end - overlap_chars), end, chunk_overlap)
 
 
-def _longest_fit(text: str, count: Counter, start: int, limit: int) -> tuple[int, int]:
-    """The largest end such that ``text[start:end]`` has at most ``limit`` tokens."""
+def _longest_fit(
+    text: str, count: Counter, start: int, limit: int, last_end: int
+) -> tuple[int, int]:
+    """The largest end up to ``last_end`` such that ``text[start:end]`` has at most ``limit``
+    tokens."""
     good, good_tokens = start, 0
     step = max(16, limit * 4)
-    bad = len(text) + 1
+    stop = min(len(text), last_end)
+    bad = stop + 1
     # Gallop forward until the window overflows, then bisect between the last fit and overflow.
-    while good < len(text):
-        probe = min(good + step, len(text))
+    while good < stop:
+        probe = min(good + step, stop)
         tokens = count(text[start:probe])
         if tokens > limit:
             bad = probe
@@ -68,7 +90,8 @@ def _prefer_word_end(
 
 
 def _overlap_start(text: str, count: Counter, start: int, end: int, overlap: int) -> int:
-    """The earliest start whose slice up to ``end`` has at most ``overlap`` tokens."""
+    """The earliest start after ``start`` whose slice up to ``end`` has at most ``overlap``
+    tokens."""
     if overlap == 0:
         return end
     low, high = start + 1, end  # count(text[end:end]) == 0 always fits

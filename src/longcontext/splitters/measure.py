@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from longcontext.spans import ByteTokenSpans
-from longcontext.splitters.base import SliceCounter
+from longcontext.splitters.slices import SliceCounter
 from longcontext.tokenizers import Tokenizer
 
 IntArray = npt.NDArray[np.int64]

@@ -9,14 +9,15 @@ from longcontext.chunk import Chunk
 from longcontext.spans import TokenSpans
 from longcontext.splitters import boundaries
 from longcontext.splitters.base import (
-    SliceCounter,
     Splitter,
     check_budget,
+    check_max_chars,
     check_text,
     make_chunks,
     resolve,
 )
 from longcontext.splitters.counting import split_by_counting
+from longcontext.splitters.slices import SliceCounter
 from longcontext.tokenizers import TokenizerLike
 
 Align = Literal["token", "word", "sentence"]
@@ -29,8 +30,17 @@ class TokenSplitter(Splitter):
     """Split text into windows of at most ``chunk_size`` tokens overlapping by ``chunk_overlap``.
 
     Every chunk is an exact slice of the input, re-tokenizes to at most ``chunk_size`` tokens,
-    and never cuts a character in two. With ``align="word"`` or ``"sentence"`` a chunk ends at
-    the last word or sentence boundary inside its window when one is near.
+    is at most ``max_chars`` characters long, and never cuts a character in two. The chunks
+    cover the text from its first character to its last: characters a tokenizer drops (a
+    byte-order mark, control characters, combining marks) belong to a neighbouring chunk.
+
+    With ``align="word"`` or ``"sentence"`` a chunk ends at the last word or sentence boundary
+    inside its window when one is near, and the next chunk starts at the first such boundary
+    inside the overlap (so the overlap may be shorter than ``chunk_overlap``, down to none).
+
+    ``max_chars`` defaults to ``chunk_size * 32``: it binds only where a tokenizer maps a long
+    run to few tokens (WordPiece's one ``[UNK]`` for any word over 100 characters); such a run
+    is then cut inside its token, and the pieces are counted by re-encoding them.
 
     Example:
         >>> from longcontext import TokenSplitter
@@ -45,6 +55,7 @@ class TokenSplitter(Splitter):
         chunk_size: int = 512,
         chunk_overlap: int = 64,
         align: Align = "token",
+        max_chars: int | None = None,
     ) -> None:
         check_budget("chunk_size", chunk_size)
         if isinstance(chunk_overlap, bool) or not isinstance(chunk_overlap, int):
@@ -62,11 +73,12 @@ class TokenSplitter(Splitter):
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
         self.align = align
+        self.max_chars = check_max_chars(max_chars, chunk_size)
 
     def __repr__(self) -> str:
         return (
             f"TokenSplitter(tokenizer={self.tokenizer!r}, chunk_size={self.chunk_size}, "
-            f"chunk_overlap={self.chunk_overlap}, align={self.align!r})"
+            f"chunk_overlap={self.chunk_overlap}, align={self.align!r}, max_chars={self.max_chars})"
         )
 
     def split(self, text: str) -> list[Chunk]:
@@ -78,9 +90,9 @@ class TokenSplitter(Splitter):
     def bounds(self, text: str) -> list[tuple[int, int, int]]:
         """(start, end, token_count) of each chunk of a non-empty ``text``, whitespace or not."""
         spans = self.tokenizer.spans(text)
-        if spans is None:
+        if spans is None or len(spans) == 0:  # no offsets, or every character dropped
             return split_by_counting(
-                text, self.tokenizer.count, self.chunk_size, self.chunk_overlap
+                text, self.tokenizer.count, self.chunk_size, self.chunk_overlap, self.max_chars
             )
         return self.windows(text, spans)
 
@@ -90,11 +102,25 @@ class TokenSplitter(Splitter):
         counter = SliceCounter(self.tokenizer, text, spans)
         is_cut_ok = self._cut_rule(text, spans)
         windows: list[tuple[int, int, int]] = []  # in tokens; characters are found at the end
+        # Windows over a token longer than max_chars, cut in characters: index -> pieces.
+        in_chars: dict[int, list[tuple[int, int, int]]] = {}
         i = 0
         while True:
-            j = min(i + self.chunk_size, n)
-            if j < n:
+            j = self._char_bound(text, spans, i, min(i + self.chunk_size, n))
+            if i < j < n:
                 j = _last_cut(i, j, spans, is_cut_ok, self._reach())
+            if j == i or self._length(text, spans, i, j) > self.max_chars:
+                # No cut between tokens within max_chars (token i alone is longer, or it ends
+                # inside a character the next token finishes): cut in characters instead.
+                j = max(j, i + 1)
+                while j < n and not spans.is_char_boundary(j):
+                    j += 1
+                in_chars[len(windows)] = self._cut_in_chars(text, spans, i, j)
+                windows.append((i, j, 0))
+                if j >= n:
+                    break
+                i = j  # no overlap: a token cannot be shared in part
+                continue
             count = counter.count_span(i, j)
             while count > self.chunk_size:  # the slice re-encodes longer: step back a token
                 shorter = _last_cut(i, j - 1, spans, is_cut_ok, 0)
@@ -102,16 +128,69 @@ class TokenSplitter(Splitter):
                     raise _indivisible(text, spans.start(i), self.chunk_size)
                 j = shorter
                 count = counter.count_span(i, j)
+            if windows and j <= windows[-1][1]:
+                i = windows[-1][1]  # nothing past the last window: go on from its end
+                continue
             windows.append((i, j, count))
             if j >= n:
                 break
-            next_i = j - self.chunk_overlap
-            while next_i > i and not spans.is_char_boundary(next_i):
-                next_i -= 1
-            i = next_i if next_i > i else j
+            i = self._next_start(spans, is_cut_ok, i, j)
         starts = spans.char_starts([i for i, _, _ in windows])
+        starts[0] = 0  # characters before the first token (dropped by the tokenizer) too
         ends = [*spans.char_starts([j for _, j, _ in windows[:-1]]), len(text)]  # last j is n
-        return [(starts[w], ends[w], count) for w, (_, _, count) in enumerate(windows)]
+        bounds: list[tuple[int, int, int]] = []
+        for w, (_, _, count) in enumerate(windows):
+            if w in in_chars:
+                bounds.extend(in_chars[w])
+            else:
+                bounds.append((starts[w], ends[w], count))
+        return bounds
+
+    def _next_start(
+        self, spans: TokenSpans, is_cut_ok: Callable[[int], bool], i: int, j: int
+    ) -> int:
+        """Where the window after ``[i, j)`` starts: ``chunk_overlap`` tokens back from ``j``.
+
+        Aligned to words or sentences, it starts at the first such boundary inside the
+        overlap (at ``j`` when there is none), as long as the window ended at one.
+        """
+        next_i = j - self.chunk_overlap
+        while next_i > i and not spans.is_char_boundary(next_i):
+            next_i -= 1
+        if self.align != "token" and self.chunk_overlap and is_cut_ok(j):
+            next_i = next((k for k in range(max(next_i, i + 1), j) if is_cut_ok(k)), j)
+        return next_i if next_i > i else j
+
+    @staticmethod
+    def _position(text: str, spans: TokenSpans, k: int) -> int:
+        """Where a window from or to token ``k`` starts or ends, in characters."""
+        return 0 if k == 0 else len(text) if k >= len(spans) else spans.start(k)
+
+    def _length(self, text: str, spans: TokenSpans, i: int, j: int) -> int:
+        return self._position(text, spans, j) - self._position(text, spans, i)
+
+    def _char_bound(self, text: str, spans: TokenSpans, i: int, j: int) -> int:
+        """The last token index in ``[i, j]`` whose start is at most ``max_chars`` characters
+        past token ``i``'s (``i`` itself when token ``i`` alone is longer)."""
+        if self._length(text, spans, i, j) <= self.max_chars:
+            return j
+        low, high = i, j  # the window to low fits, the one to high does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            fits = self._length(text, spans, i, middle) <= self.max_chars
+            low, high = (middle, high) if fits else (low, middle)
+        return low
+
+    def _cut_in_chars(
+        self, text: str, spans: TokenSpans, i: int, j: int
+    ) -> list[tuple[int, int, int]]:
+        """Windows of ``max_chars`` over tokens ``[i, j)``, counted by re-encoding each."""
+        start = 0 if i == 0 else spans.start(i)
+        end = len(text) if j >= len(spans) else spans.start(j)
+        pieces = split_by_counting(
+            text[start:end], self.tokenizer.count, self.chunk_size, 0, self.max_chars, True
+        )
+        return [(start + a, start + b, count) for a, b, count in pieces]
 
     def _reach(self) -> int:
         return int(self.chunk_size * _ALIGN_REACH[self.align])
