@@ -93,7 +93,16 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         answer = _answer(model, prompt, args.max_tokens)
         print(json.dumps(_as_json(prompt, model, answer), indent=2))
-        return 0
+    else:
+        _print(prompt, model, args.max_tokens, args.stream)
+    return 0
+
+
+def _print(prompt: PackedPrompt, model: Model, max_tokens: int, stream: bool) -> None:
+    """For a reader: the answer (or the packed prompt), then the sources, control characters
+    escaped (documents, file names and a model's output can all hold terminal sequences)."""
+    from longcontext.rag import pipeline
+
     if model.llm is None:
         print("=== packed prompt ===")
         print(printable(prompt.render(), keep="\n\t"))
@@ -104,13 +113,12 @@ def run(args: argparse.Namespace) -> int:
         for note in model.notes:
             print(printable(note), file=sys.stderr)
         print(printable(prompt.summary()), file=sys.stderr)
-        for delta in pipeline.generate(model.llm, prompt, args.max_tokens, stream=args.stream):
+        for delta in pipeline.generate(model.llm, prompt, max_tokens, stream=stream):
             print(printable(delta, keep="\n\t"), end="", flush=True)
         print()
     print("\nSources:")
     for citation in prompt.citations:
         print(f"  {printable(citation.describe())}")
-    return 0
 
 
 def _answer(model: Model, prompt: PackedPrompt, max_tokens: int) -> str | None:
