@@ -169,6 +169,7 @@ def test_in_an_lcel_chain_with_budget_packing(store: FAISS) -> None:
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(spans))
     for d in docs:
         assert TEXT[d.metadata["start_index"] : d.metadata["end_index"]] == d.page_content
+        assert d.metadata["token_count"] == TOK.count(d.page_content)  # never the old chunk's
     # Neighbours of the 128/32 split overlap and the question hits several of them: those
     # were merged into one span instead of sending their shared 32 tokens twice.
     hit_spans = sorted((d.metadata["start_index"], d.metadata["end_index"]) for d, _ in hits)
@@ -198,7 +199,7 @@ def test_tiny_budget_cuts_the_best_document_and_flags_it(store: FAISS) -> None:
     hits = store.similarity_search_with_relevance_scores(QUESTION, k=4)
     (doc,) = LostInTheMiddleReorder(budget_tokens=20).invoke(hits)
     assert doc.metadata["truncated"] is True
-    assert TOK.count(doc.page_content) <= 20
+    assert doc.metadata["token_count"] == TOK.count(doc.page_content) <= 20
     assert TEXT[doc.metadata["start_index"] : doc.metadata["end_index"]] == doc.page_content
 
 

@@ -8,11 +8,23 @@ only: what is under test is which nodes reach the synthesizer, and in what order
 from __future__ import annotations
 
 import itertools
+import pickle
 from typing import Any
 
 import pytest
-from llama_index.core import Document, VectorStoreIndex
+from llama_index.core import Document, Settings, VectorStoreIndex
+from llama_index.core.bridge.pydantic import Field
+from llama_index.core.callbacks import (
+    CallbackManager,
+    CBEventType,
+    EventPayload,
+    LlamaDebugHandler,
+    TokenCountingHandler,
+)
 from llama_index.core.ingestion import IngestionPipeline
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events.embedding import EmbeddingEndEvent
 from llama_index.core.llms import MockLLM
 from llama_index.core.node_parser import NodeParser
 from llama_index.core.postprocessor import LongContextReorder
@@ -112,7 +124,7 @@ def test_bad_sizes_are_rejected_at_construction() -> None:
 
 def test_semantic_splitter_with_a_real_llamaindex_embedding(embed_model: Any) -> None:
     text = TEXT[:6000]
-    parser = SemanticSplitter(max_tokens=200, embeddings=embed_model)
+    parser = SemanticSplitter(chunk_size=200, embeddings=embed_model)
     nodes = parser.get_nodes_from_documents([Document(text=text, metadata=METADATA)])
     assert len(nodes) >= 6
     assert all(embedded_tokens(n) <= 200 for n in nodes)
@@ -132,6 +144,103 @@ def test_ingestion_pipeline_runs_the_parser_and_a_real_embedder(
     assert len(nodes) > 5
     assert all(len(n.embedding or []) == 384 for n in nodes)
     assert all(TEXT[n.start_char_idx : n.end_char_idx] == n.text for n in nodes)  # type: ignore[attr-defined]
+
+
+class EventRecorder(BaseEventHandler):
+    """Keeps every instrumentation event LlamaIndex dispatches."""
+
+    events: list[Any] = Field(default_factory=list)
+
+    def handle(self, event: Any, **kwargs: Any) -> None:
+        self.events.append(event)
+
+
+def test_vector_store_index_with_the_parser_under_callbacks_and_instrumentation(
+    embed_model: Any, document: Document, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counter = TokenCountingHandler(tokenizer=TOK.encode)
+    debug = LlamaDebugHandler()
+    manager = CallbackManager([counter, debug])
+    monkeypatch.setattr(Settings, "callback_manager", manager)
+    recorder = EventRecorder()
+    dispatcher = get_dispatcher()
+    dispatcher.add_event_handler(recorder)
+    embed_callbacks = embed_model.callback_manager
+    try:
+        parser = TokenSplitter(chunk_size=96, chunk_overlap=16, callback_manager=manager)
+        index = VectorStoreIndex.from_documents(
+            [document], transformations=[parser], embed_model=embed_model
+        )
+    finally:
+        dispatcher.event_handlers.remove(recorder)
+        embed_model.callback_manager = embed_callbacks
+
+    nodes = list(index.docstore.docs.values())
+    assert len(nodes) > 20
+    assert all(TEXT[n.start_char_idx : n.end_char_idx] == n.text for n in nodes)  # type: ignore[attr-defined]
+    # The node-parsing callback event carries our nodes.
+    (parsed,) = debug.get_event_pairs(CBEventType.NODE_PARSING)
+    assert [n.node_id for n in parsed[1].payload[EventPayload.NODES]] == [n.node_id for n in nodes]
+    # What the embedder was sent, per LlamaIndex's own instrumentation, is each node's embed
+    # content (metadata included), and LlamaIndex's token counter finds each within the size.
+    sent = [c for e in recorder.events if isinstance(e, EmbeddingEndEvent) for c in e.chunks]
+    assert sorted(sent) == sorted(n.get_content(MetadataMode.EMBED) for n in nodes)
+    counts = [e.total_token_count for e in counter.embedding_token_counts]
+    assert len(counts) == len(nodes) and max(counts) <= 96
+    assert counter.total_embedding_token_count == sum(TOK.count(c) for c in sent)
+    # And the index answers through the same path.
+    hits = index.as_retriever(similarity_top_k=3).retrieve(QUESTION)
+    assert len(hits) == 3 and all(h.node.node_id in index.docstore.docs for h in hits)
+
+
+def test_ingestion_pipeline_caches_by_the_parsers_settings(document: Document) -> None:
+    pipeline = IngestionPipeline(transformations=[TokenSplitter(chunk_size=128, chunk_overlap=16)])
+    first = pipeline.run(documents=[document])
+    again = pipeline.run(documents=[document])
+    assert [n.node_id for n in again] == [n.node_id for n in first]  # served from the cache
+    other = IngestionPipeline(
+        transformations=[TokenSplitter(chunk_size=64, chunk_overlap=16)], cache=pipeline.cache
+    ).run(documents=[document])
+    assert len(other) > len(first)  # another chunk size is another cache entry
+
+
+@pytest.mark.parametrize(
+    "parser",
+    [
+        TokenSplitter(chunk_size=80, chunk_overlap=8, align="word"),
+        SemanticSplitter(chunk_size=80, min_tokens=10),
+    ],
+    ids=["token", "semantic"],
+)
+def test_parsers_serialize_for_llamaindex_and_pickle_for_worker_processes(parser: Any) -> None:
+    # to_dict/to_json feed IngestionPipeline's cache keys; pickling is how run(num_workers=...)
+    # ships transformations. (from_dict fails on id_func for LlamaIndex's own parsers too.)
+    assert parser.to_dict()["class_name"] == parser.class_name()
+    assert '"chunk_size": 80' in parser.to_json()
+    loaded = pickle.loads(pickle.dumps(parser))
+    assert loaded.to_dict() == parser.to_dict()
+    doc = Document(text=TEXT[:4000], id_="d")
+    expected = [(n.text, n.start_char_idx) for n in parser.get_nodes_from_documents([doc])]
+    assert [(n.text, n.start_char_idx) for n in loaded.get_nodes_from_documents([doc])] == (
+        expected
+    )
+
+
+def test_semantic_parser_takes_chunk_size_and_the_old_max_tokens_with_a_warning() -> None:
+    doc = Document(text=TEXT[:4000], id_="d")
+    new = SemanticSplitter(chunk_size=90)
+    with pytest.warns(DeprecationWarning, match="max_tokens is now chunk_size"):
+        old = SemanticSplitter(max_tokens=90)
+    assert old.chunk_size == 90 and old.to_dict() == new.to_dict()
+    assert [n.text for n in old.get_nodes_from_documents([doc])] == [
+        n.text for n in new.get_nodes_from_documents([doc])
+    ]
+    with pytest.warns(DeprecationWarning):
+        assert SemanticSplitter.from_dict({"max_tokens": 70}).chunk_size == 70
+    with pytest.warns(DeprecationWarning):
+        assert new.max_tokens == 90
+    with pytest.raises(ValueError, match="give chunk_size only"):
+        SemanticSplitter(chunk_size=90, max_tokens=90)
 
 
 # --------------------------------------------------------------------------------- postprocessor
@@ -193,3 +302,26 @@ async def test_async_postprocessing_and_missing_scores_warn_once() -> None:
 def test_unknown_strategy_lists_the_strategies() -> None:
     with pytest.raises(ValueError, match="important_first_last, reverse_rank, none"):
         LostInTheMiddleReorder(strategy="random")
+
+
+def test_merged_and_cut_nodes_get_a_fresh_token_count(index: VectorStoreIndex) -> None:
+    # Nodes that carry a token_count from an earlier step (a tagging transformation, say).
+    hits = [
+        NodeWithScore(
+            node=h.node.model_copy(
+                update={"metadata": {**h.node.metadata, "token_count": TOK.count(h.node.text)}}  # type: ignore[attr-defined]
+            ),
+            score=h.score,
+        )
+        for h in index.as_retriever(similarity_top_k=10).retrieve(QUESTION)
+    ]
+    for budget in (600, 20):
+        packed = LostInTheMiddleReorder(budget_tokens=budget).postprocess_nodes(hits)
+        changed = [
+            n
+            for n in packed
+            if n.node.metadata.get("merged_from", 1) > 1 or n.node.metadata.get("truncated")
+        ]
+        assert changed
+        for n in packed:
+            assert n.node.metadata["token_count"] == TOK.count(n.node.text)  # type: ignore[attr-defined]

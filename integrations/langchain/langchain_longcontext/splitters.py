@@ -21,9 +21,10 @@ from langchain_text_splitters import TextSplitter
 from longcontext import Chunk, Tokenizer
 from longcontext import SemanticSplitter as CoreSemanticSplitter
 from longcontext import TokenSplitter as CoreTokenSplitter
-from longcontext.tokenizers import TokenizerLike
 
 _DEFAULT_TOKENIZER = "cl100k_base"
+# Anything longcontext.get_tokenizer accepts: a name, a tokenizer object, a path, a callable.
+TokenizerLike = Any
 _OFFSET_KEYS = ("start_index", "end_index")
 
 # tiktoken's allowed_special / disallowed_special: "all", a set of token strings, or none.

@@ -8,24 +8,25 @@ node's metadata: the text a node is embedded or prompted with, metadata included
 
 from __future__ import annotations
 
+import warnings
 from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, model_validator
 from llama_index.core.node_parser.interface import MetadataAwareTextSplitter
 from llama_index.core.node_parser.node_utils import build_nodes_from_splits
 from llama_index.core.schema import BaseNode, Document, MetadataMode
 from llama_index.core.utils import get_tqdm_iterable
 
-from longcontext import Chunk
-from longcontext.splitters import SemanticSplitter as CoreSemanticSplitter
-from longcontext.splitters import TokenSplitter as CoreTokenSplitter
-from longcontext.splitters.base import Splitter
-from longcontext.tokenizers import Tokenizer, get_tokenizer
+from longcontext import Chunk, Tokenizer, get_tokenizer
+from longcontext import SemanticSplitter as CoreSemanticSplitter
+from longcontext import TokenSplitter as CoreTokenSplitter
 
 _DEFAULT_TEXT_TEMPLATE = "{metadata_str}\n\n{content}"
+
+Splitter = CoreTokenSplitter | CoreSemanticSplitter
 
 
 class _CoreBacked(MetadataAwareTextSplitter):
@@ -163,11 +164,14 @@ class TokenSplitter(_CoreBacked):
 
 
 class SemanticSplitter(_CoreBacked):
-    """Nodes of at most ``max_tokens`` that end at natural boundaries or shifts in meaning.
+    """Nodes of at most ``chunk_size`` tokens that end at natural boundaries or shifts in meaning.
+
+    Nodes tile the text: they never overlap, so there is no ``chunk_overlap``.
 
     Args:
         tokenizer: Anything :func:`longcontext.get_tokenizer` accepts.
-        max_tokens: Most tokens per node, metadata included.
+        chunk_size: Most tokens per node, metadata included (``max_tokens``, its old name,
+            still works with a DeprecationWarning).
         embeddings: Any LlamaIndex ``BaseEmbedding``; with it, nodes also break where the
             meaning of neighbouring sentences shifts.
         threshold: ``"percentile"``, ``"standard_deviation"``, ``"interquartile"`` or
@@ -177,7 +181,7 @@ class SemanticSplitter(_CoreBacked):
         min_tokens: Smaller nodes merge into a neighbour when the result fits.
     """
 
-    max_tokens: int = Field(default=512, description="Most tokens per node, metadata included.")
+    chunk_size: int = Field(default=512, description="Most tokens per node, metadata included.")
     embeddings: BaseEmbedding | None = Field(
         default=None, description="Embedding model for breaks at shifts in meaning."
     )
@@ -186,13 +190,35 @@ class SemanticSplitter(_CoreBacked):
     buffer_size: int = Field(default=1, description="Sentences on each side in a window.")
     min_tokens: int = Field(default=0, description="Smaller nodes merge into a neighbour.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_max_tokens(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "max_tokens" not in data:
+            return data
+        data = dict(data)
+        max_tokens = data.pop("max_tokens")
+        if data.get("chunk_size") is not None:
+            raise ValueError(
+                f"got chunk_size={data['chunk_size']} and max_tokens={max_tokens}; max_tokens "
+                "is the old name of chunk_size, give chunk_size only"
+            )
+        warnings.warn(_RENAMED, DeprecationWarning, stacklevel=_user_frame())
+        data["chunk_size"] = max_tokens
+        return data
+
+    @property
+    def max_tokens(self) -> int:
+        """Deprecated name of ``chunk_size``."""
+        warnings.warn(_RENAMED, DeprecationWarning, stacklevel=2)
+        return self.chunk_size
+
     @classmethod
     def class_name(cls) -> str:
         return "LongContextSemanticSplitter"
 
     @property
     def _budget(self) -> int:
-        return self.max_tokens
+        return self.chunk_size
 
     @property
     def _smallest_room(self) -> int:
@@ -208,3 +234,18 @@ class SemanticSplitter(_CoreBacked):
             buffer_size=self.buffer_size,
             min_tokens=self.min_tokens,
         )
+
+
+_RENAMED = "SemanticSplitter's max_tokens is now chunk_size; max_tokens will be removed"
+
+
+def _user_frame() -> int:
+    """The stack level, for ``warnings.warn`` in a validator, of the code that built the model."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(
+        ("pydantic", "llama_index.core", __name__)
+    ):
+        frame, level = frame.f_back, level + 1
+    return level

@@ -10,7 +10,6 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeRelationship, NodeWithScore, QueryBundle
 
 from longcontext.context import Passage, pack, reorder
-from longcontext.context.reorder import check_strategy
 
 _FLAGS = ["merged_from", "truncated"]
 
@@ -47,7 +46,8 @@ class LostInTheMiddleReorder(BaseNodePostprocessor):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, strategy: str) -> str:
-        return check_strategy(strategy)
+        reorder([], strategy=strategy)  # raises, naming the strategies, for an unknown one
+        return strategy
 
     @classmethod
     def class_name(cls) -> str:
@@ -60,7 +60,7 @@ class LostInTheMiddleReorder(BaseNodePostprocessor):
             return reorder(nodes, [n.score for n in nodes], self.strategy)
         result = pack(
             nodes,
-            self.budget_tokens,
+            budget_tokens=self.budget_tokens,
             tokenizer=self.tokenizer,
             strategy=self.strategy,
             separator=self.separator,
