@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from longcontext.chunk import Chunk
-from longcontext.spans import TokenSpans
+from longcontext.spans import ByteTokenSpans, TokenSpans
 from longcontext.splitters import boundaries
 from longcontext.splitters.base import (
     Splitter,
@@ -106,10 +106,9 @@ class TokenSplitter(Splitter):
         in_chars: dict[int, list[tuple[int, int, int]]] = {}
         i = 0
         while True:
-            j = self._char_bound(text, spans, i, min(i + self.chunk_size, n))
-            if i < j < n:
-                j = _last_cut(i, j, spans, is_cut_ok, self._reach())
-            if j == i or self._length(text, spans, i, j) > self.max_chars:
+            bound = self._char_bound(text, spans, i, min(i + self.chunk_size, n))
+            j = _last_cut(i, bound, spans, is_cut_ok, self._reach()) if i < bound < n else bound
+            if j == i or (j > bound and not self._fits_chars(text, spans, i, j)):
                 # No cut between tokens within max_chars (token i alone is longer, or it ends
                 # inside a character the next token finishes): cut in characters instead.
                 j = max(j, i + 1)
@@ -169,10 +168,20 @@ class TokenSplitter(Splitter):
     def _length(self, text: str, spans: TokenSpans, i: int, j: int) -> int:
         return self._position(text, spans, j) - self._position(text, spans, i)
 
+    def _fits_chars(self, text: str, spans: TokenSpans, i: int, j: int) -> bool:
+        """Whether the window from token ``i`` to token ``j`` has at most ``max_chars``
+        characters; byte-level spans first try the byte length, an upper bound, for free."""
+        if isinstance(spans, ByteTokenSpans):
+            ends = spans.byte_ends
+            end = int(ends[j - 1]) if j > 0 else 0
+            if end - (int(ends[i - 1]) if i > 0 else 0) <= self.max_chars:
+                return True
+        return self._length(text, spans, i, j) <= self.max_chars
+
     def _char_bound(self, text: str, spans: TokenSpans, i: int, j: int) -> int:
         """The last token index in ``[i, j]`` whose start is at most ``max_chars`` characters
         past token ``i``'s (``i`` itself when token ``i`` alone is longer)."""
-        if self._length(text, spans, i, j) <= self.max_chars:
+        if self._fits_chars(text, spans, i, j):
             return j
         low, high = i, j  # the window to low fits, the one to high does not
         while high - low > 1:
