@@ -279,6 +279,29 @@ def test_sync_stream_steps_the_engine(llm: LongContextLLM) -> None:
     assert len(engine.aborted) == 1 and not engine.pending
 
 
+def test_streams_end_with_the_counts_of_the_delta_outputs(llm: LongContextLLM) -> None:
+    """A stream's Generation adds up the token ids of vLLM's delta outputs: the same counts and
+    finish reason as a non-streamed call."""
+    prompt = "Romeo, Romeo, wherefore art thou Romeo"
+    (expected,) = llm.generate(prompt, max_tokens=6)
+    stream = llm.stream(prompt, max_tokens=6)
+    assert "".join(stream) == expected.text
+    assert stream.generation == expected
+    messages = [{"role": "user", "content": "abc def"}]
+    answer = llm.chat(messages, max_tokens=50, stop=["d"])
+    chat_stream = llm.stream_chat(messages, max_tokens=50, stop=["d"])
+    assert "".join(chat_stream) == answer.text
+    assert chat_stream.generation == answer
+
+
+async def test_async_streams_end_with_the_counts(llm: LongContextLLM) -> None:
+    prompt = "Romeo, Romeo, wherefore art thou Romeo"
+    (expected,) = await llm.agenerate(prompt, max_tokens=6)
+    stream = llm.astream(prompt, max_tokens=6)
+    assert "".join([d async for d in stream]) == expected.text
+    assert stream.generation == expected
+
+
 def test_threads_take_turns_on_the_sync_engine(llm: LongContextLLM) -> None:
     """A stream holds the engine: a generate() from another thread (LangChain's batch uses
     threads) waits for it, so neither steals the other's outputs."""
