@@ -242,6 +242,17 @@ def test_token_counting_handler_counts_the_tokens_the_engine_produced(engine: En
     assert all(r.raw is None for r in streamed[:-1])
 
 
+def test_an_empty_streamed_completion_still_ends_with_its_usage(llm: LongContextLLM) -> None:
+    full = llm.complete("Where civil blood", max_tokens=12).text
+    assert full, "the tiny model produced no text to test an empty completion with"
+    stop = full[0]  # the completion is cut before its first character
+    cut = llm.complete("Where civil blood", max_tokens=12, stop=[stop])
+    responses = list(llm.stream_complete("Where civil blood", max_tokens=12, stop=[stop]))
+    assert cut.text == "" and [(r.text, r.delta) for r in responses] == [("", "")]
+    assert responses[0].raw == cut.raw
+    assert cut.raw is not None and cut.raw["usage"]["completion_tokens"] >= 1
+
+
 async def test_token_counting_handler_on_the_async_paths(engine: Engine) -> None:
     counter = TokenCountingHandler(tokenizer=engine.tokenizer.encode)
     llm = LongContextLLM(

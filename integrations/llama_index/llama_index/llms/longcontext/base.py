@@ -303,8 +303,8 @@ def _accumulate(stream: TextStream) -> Iterator[tuple[str, str, Generation | Non
         if held is not None:
             yield text, held, None
         text, held = text + delta, delta
-    if held is not None:
-        yield text, held, stream.generation
+    # An empty completion still ends with one response, to carry its usage.
+    yield text, held or "", stream.generation
 
 
 async def _aaccumulate(
@@ -316,5 +316,5 @@ async def _aaccumulate(
         if held is not None:
             yield text, held, None
         text, held = text + delta, delta
-    if held is not None:
-        yield text, held, stream.generation
+    # An empty completion still ends with one response, to carry its usage.
+    yield text, held or "", stream.generation
