@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import tiktoken
 from conftest import SHARED
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from langchain_core.documents import Document
 from langchain_longcontext import SemanticSplitter, TokenSplitter
 from langchain_text_splitters import TextSplitter, TokenTextSplitter
-from retrieval_fixtures import corpus_excerpt
+from retrieval_fixtures import corpus_excerpt, minilm_path
 
 from longcontext import get_tokenizer
 
@@ -217,7 +217,7 @@ def test_token_text_splitter_never_strips_and_ours_strips_with_exact_offsets() -
     assert [d.metadata["chunk_index"] for d in docs] == list(range(len(docs)))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     pieces=st.lists(
         st.sampled_from(
@@ -228,6 +228,8 @@ def test_token_text_splitter_never_strips_and_ours_strips_with_exact_offsets() -
     size=st.integers(2, 12),
     tokenizer=st.sampled_from(["cl100k_base", "o200k_base", "qwen"]),
 )
+# Stripped, " 😀word" (2 cl100k tokens) is "😀word" (3): it must be split again.
+@example(pieces=[" ", "😀", "word"], size=2, tokenizer="cl100k_base")
 def test_stripped_chunks_are_exact_slices_within_the_budget(
     pieces: list[str], size: int, tokenizer: str
 ) -> None:
@@ -297,3 +299,22 @@ def test_semantic_splitter_shares_the_tokenizer_arguments() -> None:
     docs = hf.create_documents([TEXT])
     assert all(len(qwen().encode(d.page_content, add_special_tokens=False)) <= 80 for d in docs)
     assert_exact(TEXT, docs)
+
+
+# --------------------------------------------------------------------------- character bound
+def test_chunks_are_bounded_in_characters_too() -> None:
+    run = "Before the run. " + "a" * 200_000 + " after it."  # WordPiece: one [UNK] token
+    for splitter in (
+        TokenSplitter(minilm_path(), chunk_size=64, chunk_overlap=8),
+        SemanticSplitter(minilm_path(), chunk_size=64),
+    ):
+        docs = splitter.create_documents([run])
+        assert max(len(d.page_content) for d in docs) <= 64 * 32  # the default bound
+        assert_exact(run, docs)
+    for splitter in (
+        TokenSplitter(chunk_size=64, chunk_overlap=8, max_chars=100),
+        SemanticSplitter(chunk_size=64, max_chars=100),
+    ):
+        docs = splitter.create_documents([TEXT])
+        assert max(len(d.page_content) for d in docs) <= 100
+        assert_exact(TEXT, docs)

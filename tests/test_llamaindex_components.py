@@ -117,6 +117,24 @@ def test_metadata_that_leaves_no_room_is_an_error() -> None:
         TokenSplitter(chunk_size=64, chunk_overlap=8).get_nodes_from_documents([document])
 
 
+def test_nodes_are_bounded_in_characters_too() -> None:
+    run = "Before the run. " + "a" * 200_000 + " after it."  # WordPiece: one [UNK] token
+    for parser in (
+        TokenSplitter(tokenizer=minilm_path(), chunk_size=64, chunk_overlap=8),
+        SemanticSplitter(tokenizer=minilm_path(), chunk_size=64),
+    ):
+        nodes = parser.get_nodes_from_documents([Document(text=run)])
+        assert max(len(n.text) for n in nodes) <= 64 * 32  # type: ignore[attr-defined]
+        assert all(run[n.start_char_idx : n.end_char_idx] == n.text for n in nodes)  # type: ignore[attr-defined]
+    for parser in (
+        TokenSplitter(chunk_size=64, chunk_overlap=8, max_chars=100),
+        SemanticSplitter(chunk_size=64, max_chars=100),
+    ):
+        nodes = parser.get_nodes_from_documents([Document(text=TEXT[:4000], metadata=METADATA)])
+        assert max(len(n.text) for n in nodes) <= 100  # type: ignore[attr-defined]
+        assert all(TEXT[n.start_char_idx : n.end_char_idx] == n.text for n in nodes)  # type: ignore[attr-defined]
+
+
 def test_bad_sizes_are_rejected_at_construction() -> None:
     with pytest.raises(ValueError, match="chunk_overlap=32 must be smaller than chunk_size=32"):
         TokenSplitter(chunk_size=32, chunk_overlap=32)

@@ -136,7 +136,7 @@ class _CoreBacked(TextSplitter):
         batches = self.core.split_many(texts)
         if not self._strip_whitespace:
             return batches
-        return [_stripped(chunks, self.core.tokenizer) for chunks in batches]
+        return [_stripped(chunks, self.core) for chunks in batches]
 
     def _metadata(self, chunk: Chunk, metadata: dict[Any, Any]) -> dict[Any, Any]:
         new = copy.deepcopy(metadata)
@@ -193,31 +193,37 @@ def _check_specials(text: str, disallowed: frozenset[str]) -> None:
             )
 
 
-def _stripped(chunks: list[Chunk], tokenizer: Tokenizer) -> list[Chunk]:
+def _stripped(
+    chunks: list[Chunk], splitter: CoreTokenSplitter | CoreSemanticSplitter
+) -> list[Chunk]:
     """Chunks without leading and trailing whitespace: still exact slices, renumbered.
 
     Offsets move with the text (LangChain's splitters strip and then search for the text,
     which can land on an earlier repeat); all-whitespace chunks go, as in ``TextSplitter``.
     """
     kept: list[Chunk] = []
-    for chunk in chunks:
+
+    def keep(chunk: Chunk) -> None:
         text = chunk.text.strip()
         if not text:
-            continue
-        if text == chunk.text:
-            kept.append(dataclasses.replace(chunk, index=len(kept)))
-            continue
+            return
         start = chunk.start + len(chunk.text) - len(chunk.text.lstrip())
+        count = chunk.token_count if text == chunk.text else splitter.tokenizer.count(text)
+        if count > splitter.chunk_size:
+            # Without its edge whitespace a text can take more tokens (cl100k: " 😀word" is 2,
+            # "😀word" 3): split it again. Each piece is shorter, so this ends.
+            for piece in splitter.split(text):
+                keep(dataclasses.replace(piece, start=start + piece.start, end=start + piece.end))
+            return
+        end = start + len(text)
         kept.append(
             dataclasses.replace(
-                chunk,
-                text=text,
-                start=start,
-                end=start + len(text),
-                token_count=tokenizer.count(text),
-                index=len(kept),
+                chunk, text=text, start=start, end=end, token_count=count, index=len(kept)
             )
         )
+
+    for chunk in chunks:
+        keep(chunk)
     return kept
 
 
@@ -260,6 +266,8 @@ class TokenSplitter(_CoreBacked):
             split such text like any other.
         strip_whitespace: Strip whitespace from both ends of every chunk (see above).
         length_function: Accepted for LangChain's signature; warns that it is not used.
+        max_chars: Most characters per chunk; None: ``chunk_size * 32``, so that a run a
+            tokenizer maps to one unknown token cannot make a chunk of a million characters.
         **kwargs: Other ``TextSplitter`` arguments (``keep_separator``).
     """
 
@@ -277,6 +285,7 @@ class TokenSplitter(_CoreBacked):
         disallowed_special: Specials = "all",
         strip_whitespace: bool = False,
         length_function: Callable[[str], int] | None = None,
+        max_chars: int | None = None,
         **kwargs: Any,
     ) -> None:
         core = CoreTokenSplitter(
@@ -284,6 +293,7 @@ class TokenSplitter(_CoreBacked):
             chunk_size,
             chunk_overlap,
             align=align,  # type: ignore[arg-type]  # the core checks it and names the choices
+            max_chars=max_chars,
         )
         self._setup(
             core,
@@ -323,6 +333,7 @@ class SemanticSplitter(_CoreBacked):
         disallowed_special: Special tokens whose text raises ValueError.
         strip_whitespace: Strip whitespace from both ends of every chunk.
         length_function: Accepted for LangChain's signature; warns that it is not used.
+        max_chars: Most characters per chunk; None: ``chunk_size * 32``.
         max_tokens: Deprecated name of ``chunk_size``.
         **kwargs: Other ``TextSplitter`` arguments (``keep_separator``).
     """
@@ -344,6 +355,7 @@ class SemanticSplitter(_CoreBacked):
         disallowed_special: Specials = "all",
         strip_whitespace: bool = False,
         length_function: Callable[[str], int] | None = None,
+        max_chars: int | None = None,
         max_tokens: int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -356,6 +368,7 @@ class SemanticSplitter(_CoreBacked):
             threshold_amount=threshold_amount,
             buffer_size=buffer_size,
             min_tokens=min_tokens,
+            max_chars=max_chars,
         )
         self._setup(
             core,

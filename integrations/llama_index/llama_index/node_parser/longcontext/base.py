@@ -37,6 +37,10 @@ class _CoreBacked(MetadataAwareTextSplitter):
         description="Anything longcontext.get_tokenizer accepts: a tiktoken name, a Hugging Face "
         "tokenizer or tokenizer.json path, or a callable str -> list[int].",
     )
+    max_chars: int | None = Field(
+        default=None,
+        description="Most characters of text per node; None: 32 per token of the node's budget.",
+    )
     _tokenizer: Tokenizer = PrivateAttr()
 
     def model_post_init(self, context: Any) -> None:
@@ -136,6 +140,9 @@ class TokenSplitter(_CoreBacked):
         chunk_size: Most tokens per node, metadata included.
         chunk_overlap: Tokens shared by neighbouring nodes.
         align: ``"token"``, ``"word"`` or ``"sentence"``: where a node may end.
+        max_chars: Most characters of text per node; None: 32 per token of the budget left
+            after the metadata, so that a run a tokenizer maps to one unknown token cannot make
+            a node of a million characters.
     """
 
     chunk_size: int = Field(default=512, description="Most tokens per node, metadata included.")
@@ -160,6 +167,7 @@ class TokenSplitter(_CoreBacked):
             budget,
             self.chunk_overlap,
             align=self.align,  # type: ignore[arg-type]
+            max_chars=self.max_chars,
         )
 
 
@@ -179,6 +187,7 @@ class SemanticSplitter(_CoreBacked):
         threshold_amount: The threshold's parameter.
         buffer_size: Sentences on each side that form a sentence's window.
         min_tokens: Smaller nodes merge into a neighbour when the result fits.
+        max_chars: Most characters of text per node; None: 32 per token of the budget.
     """
 
     chunk_size: int = Field(default=512, description="Most tokens per node, metadata included.")
@@ -233,6 +242,7 @@ class SemanticSplitter(_CoreBacked):
             threshold_amount=self.threshold_amount,
             buffer_size=self.buffer_size,
             min_tokens=self.min_tokens,
+            max_chars=self.max_chars,
         )
 
 
