@@ -193,6 +193,27 @@ def test_merge_key_digests_are_kept_by_size_and_mtime(plain_adapter: Path, tmp_p
     assert merge_key(str(base), adapter) != first  # without a cache everything is read
 
 
+def test_merge_key_of_a_hub_base_follows_its_cached_commit(
+    plain_adapter: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hub id names no content: the key includes the commit the local cache holds, so a new
+    revision of the same model is merged again (no network: a cache laid out as the hub's)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--owner--model"
+    adapter = inspect_adapter(plain_adapter)
+    missing = merge_key("owner/model", adapter)
+    keys = []
+    for commit in ("a" * 40, "b" * 40):
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "snapshots" / commit / "config.json").write_text("{}")
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / "main").write_text(commit)
+        keys.append(merge_key("owner/model", adapter))
+    assert len({missing, *keys}) == 3
+
+
 def test_engine_serves_the_merged_model(
     tiny_llama_dir: Path,  # noqa: F811
     longlora_adapter: Path,

@@ -237,7 +237,8 @@ def _hash_files(files: Iterable[Path], digest: Any, digests: _Digests) -> None:
 def merge_key(
     base: str, adapter: Adapter, *, cache_dir: str | os.PathLike[str] | None = None
 ) -> str:
-    """A cache key from the content of every file of the base (when local) and the adapter.
+    """A cache key from the content of every file of a local base (a hub base: its id and the
+    commit cached locally) and of the adapter.
 
     Every byte counts: two bases that differ anywhere get two keys. The files' digests are
     kept in ``cache_dir`` (by path, size and modification time) when it is given.
@@ -249,11 +250,23 @@ def merge_key(
         files = [p for p in base_dir.iterdir() if p.is_file() and not p.name.startswith(".")]
         _hash_files(files, digest, digests)
     else:
-        digest.update(base.encode())
+        digest.update(f"{base}@{_hub_commit(base)}".encode())
     digest.update(b"\0adapter\0")
     _hash_files([p for p in adapter.path.iterdir() if p.is_file()], digest, digests)
     digests.save()
     return digest.hexdigest()[:24]
+
+
+def _hub_commit(model_id: str) -> str | None:
+    """The commit of a hub model in the local Hugging Face cache (a new revision is another
+    base), or ``None`` when it is not downloaded yet."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(model_id, "config.json")
+    except ValueError:  # not a valid repository id
+        return None
+    return Path(found).parent.name if isinstance(found, str) else None
 
 
 def merged_checkpoint(
@@ -274,6 +287,8 @@ def merged_checkpoint(
     try:
         merge_adapter(base, adapter, trust_remote_code=trust_remote_code).save_pretrained(str(work))
         _copy_tokenizer(base, adapter, work, trust_remote_code)
+        if not Path(base).is_dir():  # a hub base is downloaded now: its commit is known
+            target = root / merge_key(base, adapter, cache_dir=root)
         try:
             work.rename(target)
         except OSError:  # another process finished the same merge first
