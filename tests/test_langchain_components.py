@@ -6,6 +6,7 @@ Real all-MiniLM-L6-v2 embeddings, a real langchain-community FAISS store, real L
 from __future__ import annotations
 
 import itertools
+import threading
 
 import pytest
 from langchain_community.vectorstores import FAISS
@@ -115,6 +116,20 @@ def test_semantic_splitter_with_real_langchain_embeddings() -> None:
     assert docs[0].metadata["start_index"] == 0 and docs[-1].metadata["end_index"] == len(text)
     for a, b in itertools.pairwise(docs):
         assert a.metadata["end_index"] == b.metadata["start_index"]
+
+
+def test_semantic_splitter_calls_the_users_embeddings_from_the_callers_thread_only() -> None:
+    threads: set[int] = set()
+
+    class Recording(MiniLMEmbeddings):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            threads.add(threading.get_ident())
+            return super().embed_documents(texts)
+
+    texts = [TEXT[i : i + 1500] for i in range(0, 6000, 1500)]
+    docs = SemanticSplitter(chunk_size=120, embeddings=Recording()).create_documents(texts)
+    assert threads == {threading.get_ident()}  # LangChain Embeddings need not be thread-safe
+    assert len({d.metadata["chunk_index"] for d in docs}) > 1
 
 
 def test_bad_sizes_raise_the_cores_errors() -> None:
