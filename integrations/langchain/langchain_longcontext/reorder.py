@@ -39,7 +39,7 @@ class LostInTheMiddleReorder(
     ``loads(..., valid_namespaces=["langchain_longcontext"],
     allowed_objects=[LostInTheMiddleReorder])``) when its tokenizer is given by name.
 
-    Args:
+    Attributes:
         strategy: ``"important_first_last"``, ``"reverse_rank"`` or ``"none"``.
         score_key: Metadata key holding a document's relevance score.
         budget_tokens: Optional token budget for the documents' text.

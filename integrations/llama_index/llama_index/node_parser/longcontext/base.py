@@ -135,7 +135,7 @@ class TokenSplitter(_CoreBacked):
     Each node's text is an exact slice of its source; with metadata included (the default),
     the node's content as embedded or prompted, metadata and all, fits ``chunk_size``.
 
-    Args:
+    Attributes:
         tokenizer: Anything :func:`longcontext.get_tokenizer` accepts.
         chunk_size: Most tokens per node, metadata included.
         chunk_overlap: Tokens shared by neighbouring nodes.
@@ -176,7 +176,7 @@ class SemanticSplitter(_CoreBacked):
 
     Nodes tile the text: they never overlap, so there is no ``chunk_overlap``.
 
-    Args:
+    Attributes:
         tokenizer: Anything :func:`longcontext.get_tokenizer` accepts.
         chunk_size: Most tokens per node, metadata included (``max_tokens``, its old name,
             still works with a DeprecationWarning).

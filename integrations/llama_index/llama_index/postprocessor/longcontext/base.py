@@ -29,7 +29,7 @@ class LostInTheMiddleReorder(BaseNodePostprocessor):
     ``template``, plus ``separator`` between nodes; metadata that a response synthesizer adds is
     not counted, so name it in the template or leave room for it.
 
-    Args:
+    Attributes:
         strategy: ``"important_first_last"``, ``"reverse_rank"`` or ``"none"``.
         budget_tokens: Optional token budget for the nodes' text.
         tokenizer: What counts the budget (anything ``longcontext.get_tokenizer`` accepts).
