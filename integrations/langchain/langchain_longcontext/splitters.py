@@ -1,8 +1,9 @@
 """LangChain text splitters over longcontext's core splitters, with exact offsets in metadata.
 
-Every Document these splitters create carries ``start_index`` and ``end_index`` (so that
-``text[start_index:end_index] == page_content``, overlapping chunks included), ``token_count``
-and ``chunk_index``. The splitting itself is :mod:`longcontext.splitters`.
+Every Document these splitters create carries ``token_count`` and ``chunk_index`` and, unless
+``add_start_index=False``, ``start_index`` and ``end_index`` (so that
+``text[start_index:end_index] == page_content``, overlapping or stripped chunks included). The
+splitting itself is :mod:`longcontext.splitters`.
 """
 
 from __future__ import annotations
