@@ -22,12 +22,12 @@ class LostInTheMiddleReorder(BaseNodePostprocessor):
     ``node_postprocessors=[...]``.
 
     With ``budget_tokens`` it also packs (see :func:`longcontext.pack`): nodes of one source
-    document whose ``start_char_idx``/``end_char_idx`` spans overlap or touch are merged into one
-    node with the exact source span, and only the most relevant that fit the budget are kept. A
-    merged or cut node says so in its metadata (``merged_from``, ``truncated``; both are kept out
-    of the embedded and prompted metadata). The budget counts each node's text rendered with
-    ``template``, plus ``separator`` between nodes; metadata that a response synthesizer adds is
-    not counted, so name it in the template or leave room for it.
+    document whose ``start_char_idx``/``end_char_idx`` spans overlap, and agree on the characters
+    they share, are merged into one node with the exact source span, and only the most relevant
+    that fit the budget are kept. A merged or cut node says so in its metadata (``merged_from``,
+    ``truncated``; both are kept out of the embedded and prompted metadata). The budget counts
+    each node's text rendered with ``template``, plus ``separator`` between nodes; metadata that
+    a response synthesizer adds is not counted, so name it in the template or leave room for it.
 
     Attributes:
         strategy: ``"important_first_last"``, ``"reverse_rank"`` or ``"none"``.
