@@ -9,6 +9,8 @@ from typing import Any
 
 from longcontext.llm.engine import LongContextLLM, resolve_model
 
+__all__ = ["LOADING", "check_model_or_engine", "load_engine"]
+
 
 def _loading_defaults() -> dict[str, Any]:
     """Every loading setting of ``LongContextLLM`` with its default, read from its signature so
