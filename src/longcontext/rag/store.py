@@ -197,13 +197,14 @@ class VectorStore:
             text = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
             _write(folder / _MANIFEST_TMP, text)
             os.replace(folder / _MANIFEST_TMP, folder / MANIFEST)  # the one publishing step
-            _sync(folder)
         except OSError as exc:
-            shutil.rmtree(generation, ignore_errors=True)
+            for draft in (generation, folder / _MANIFEST_TMP):
+                _remove(draft)
             raise RagError(
                 f"could not write the index at {folder}: {exc.strerror or exc}; the previous "
                 "index, if any, is unchanged"
             ) from exc
+        _sync(folder)
         for leftover in _leftovers(folder, keep=generation.name):
             _remove(leftover)
 
