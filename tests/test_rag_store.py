@@ -260,6 +260,23 @@ def test_a_writer_killed_at_random_moments_leaves_a_complete_index(tmp_path: Pat
     assert entries(folder) == [f"gen-{max(store._generations(folder))}", MANIFEST]
 
 
+def test_a_reader_follows_a_generation_published_while_it_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "idx"
+    a, b = make_store(1, 5), make_store(2, 7)
+    a.save(folder)
+    read_checked = store._read_checked
+
+    def interleaved(*args: Any) -> bytes:
+        monkeypatch.setattr(store, "_read_checked", read_checked)
+        b.save(folder)  # another `index` publishes, removing the generation being read
+        return read_checked(*args)
+
+    monkeypatch.setattr(store, "_read_checked", interleaved)
+    assert same(VectorStore.load(folder), b)
+
+
 def test_a_full_disk_leaves_the_previous_index(tmp_path: Path) -> None:
     folder = tmp_path / "idx"
     make_store(1, 5).save(folder)

@@ -56,6 +56,7 @@ _GENERATION = re.compile(r"gen-([0-9]{1,12})")
 # int64, is_trained (bool), metric (int32), the number of floats (int64), then the float32 rows.
 _FLAT_HEADER = struct.Struct("<4siqqq?iq")
 _MAX_DIMENSION = 1 << 16
+_READ_ATTEMPTS = 5  # generations a reader follows while `index` keeps publishing new ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,18 +219,20 @@ class VectorStore:
         """
         folder = Path(path)
         manifest = read_manifest(folder)
-        if manifest is None:
-            raise RagError(
-                f"no index at {folder}: build one with `longcontext index DIR --index {folder}`"
-            )
-        try:
-            return cls._read(folder, manifest)
-        except RagError:
-            # A concurrent `index` may have published a new generation and removed ours.
-            newer = read_manifest(folder)
-            if newer is None or newer == manifest:
-                raise
-            return cls._read(folder, newer)
+        for _ in range(_READ_ATTEMPTS):
+            if manifest is None:
+                raise RagError(
+                    f"no index at {folder}: build one with `longcontext index DIR --index {folder}`"
+                )
+            try:
+                return cls._read(folder, manifest)
+            except RagError:
+                # A concurrent `index` may have published a new generation and removed ours.
+                newer = read_manifest(folder)
+                if newer == manifest:
+                    raise
+                manifest = newer
+        raise RagError(f"the index at {folder} changed {_READ_ATTEMPTS} times while being read")
 
     @classmethod
     def _read(cls, folder: Path, manifest: dict[str, Any]) -> VectorStore:
