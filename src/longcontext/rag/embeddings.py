@@ -1,4 +1,5 @@
-"""Sentence-transformers embeddings by name: batched, normalized, with a progress bar."""
+"""Sentence-transformers embeddings by name: batched, normalized, with a progress bar, and
+fingerprinted by their name, dimension and a digest of the model's files."""
 
 from __future__ import annotations
 

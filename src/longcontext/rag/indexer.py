@@ -103,10 +103,12 @@ def build_index(
 
     Re-running on the same index re-embeds only files whose content changed (by SHA-256), drops
     files that are gone, and keeps the rest as they are. Changing the splitter settings re-chunks
-    every file.
+    every file; a model folder whose files changed under the same name re-embeds every file. The
+    run holds the index folder's lock, and publishes the new index in one atomic step.
 
     Args:
-        folder: The documents: every UTF-8 text file under it, recursively, hidden ones left out.
+        folder: The documents: every UTF-8 text file under it, recursively, hidden ones left out
+            (see :func:`longcontext.rag.corpus.read_corpus` for links and special files).
         index_path: The index folder; created when missing.
         embeddings: ``--embeddings NAME``; None means all-MiniLM-L6-v2, or the index's own
             embeddings when the index exists.
@@ -116,7 +118,8 @@ def build_index(
     Raises:
         RagError: The folder is empty or holds no text, the index was built with other
             embeddings (:class:`EmbeddingsMismatchError`), ``index_path`` is not an index
-            folder, or the settings do not fit the embedding model.
+            folder, another run is writing it (:class:`IndexLockedError`), or the settings do
+            not fit the embedding model.
     """
     index_path = Path(index_path)
     settings = (splitter or SplitterSettings()).resolved()
