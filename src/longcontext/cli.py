@@ -38,9 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        if importlib.util.find_spec(f"longcontext.commands.{name}") is None:
+        module_name = f"longcontext.commands.{name.replace('-', '_')}"
+        if importlib.util.find_spec(module_name) is None:
             continue  # a subcommand that this installation does not ship
-        module = importlib.import_module(f"longcontext.commands.{name}")
+        module = importlib.import_module(module_name)
         sub = subparsers.add_parser(
             name, help=module.HELP, description=module.HELP, formatter_class=HelpFormatter
         )

@@ -8,7 +8,8 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any
 
-COMMANDS = ("chunk", "index", "ask")
+# Subcommand names; each lives in the module of that name with "-" written "_".
+COMMANDS = ("chunk", "index", "ask", "eval", "finetune", "serve-args")
 STDIN = "-"  # a path or question of "-" is read from standard input
 
 
