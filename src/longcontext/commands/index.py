@@ -74,7 +74,8 @@ def _as_json(report: IndexReport, folder: str, seconds: float) -> dict[str, Any]
         "embedded": report.embedded,
         "unchanged": report.files - len(report.embedded),
         "removed": report.removed,
-        "warnings": report.warnings,  # skipped files, each with the reason
+        "skipped": [{"path": path, "reason": reason} for path, reason in report.skipped],
+        "warnings": report.warnings,
         "chunks": report.chunks,
         "new_chunks": report.new_chunks,
         "seconds": round(seconds, 3),

@@ -6,6 +6,11 @@ Heavy dependencies (faiss, sentence-transformers, torch) load only when a functi
 
 from __future__ import annotations
 
-from longcontext.rag.errors import EmbeddingsMismatchError, EmptyIndexError, RagError
+from longcontext.rag.errors import (
+    EmbeddingsMismatchError,
+    EmptyIndexError,
+    IndexLockedError,
+    RagError,
+)
 
-__all__ = ["EmbeddingsMismatchError", "EmptyIndexError", "RagError"]
+__all__ = ["EmbeddingsMismatchError", "EmptyIndexError", "IndexLockedError", "RagError"]

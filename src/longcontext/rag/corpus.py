@@ -56,6 +56,11 @@ class Corpus:
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
+    def skipped_files(self) -> list[tuple[str, str]]:
+        """Every file left out with the reason, in path order."""
+        left_out = [(path, "binary or not UTF-8") for path in self.binary]
+        return sorted([*left_out, *self.unreadable, *self.skipped])
+
     def warnings(self) -> list[str]:
         """One line for each kind of file left out, when there are any."""
         lines = []

@@ -104,6 +104,24 @@ def _model_folder(path: str) -> Path | None:
         return None
 
 
+def check_trusted(recorded: str, given: str | None, index_path: str | Path, command: str) -> None:
+    """Refuse to load, unasked, embeddings that an index names other than the bundled model.
+
+    An index is data from anywhere, and loading a model runs what its folder holds, so only the
+    bundled all-MiniLM-L6-v2 loads without being named: other embeddings must be given as
+    ``--embeddings NAME`` (which is then checked against the index).
+
+    Raises:
+        RagError: ``given`` is None and the index names other embeddings than the bundled ones.
+    """
+    if given is None and recorded != DEFAULT_EMBEDDINGS:
+        raise RagError(
+            f"the index at {index_path} names embeddings {recorded!r}, not the bundled "
+            f"all-MiniLM-L6-v2; loading a model runs what its files hold, so {command} loads it "
+            f"only when you name it: add --embeddings {recorded!r} if you trust it"
+        )
+
+
 def _load_path(canonical: str) -> str:
     if canonical != DEFAULT_EMBEDDINGS:
         return canonical

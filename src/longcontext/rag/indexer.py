@@ -12,6 +12,7 @@ from longcontext.rag.corpus import SourceFile, read_corpus
 from longcontext.rag.embeddings import (
     Embedder,
     canonical_name,
+    check_trusted,
     load_embedder,
 )
 from longcontext.rag.errors import RagError
@@ -58,14 +59,14 @@ class SplitterSettings:
         if self.kind == "semantic":
             if self.overlap:
                 raise RagError(
-                    f"--overlap {self.overlap} applies to --splitter token only: the semantic "
-                    "splitter cuts between sections and sentences, without overlap"
+                    f"--chunk-overlap {self.overlap} applies to --splitter token only: the "
+                    "semantic splitter cuts between sections and sentences, without overlap"
                 )
             return SplitterSettings("semantic", self.chunk_size, 0)
         overlap = self.chunk_size // 5 if self.overlap is None else self.overlap
         if not 0 <= overlap < self.chunk_size:
             raise RagError(
-                f"--overlap {overlap} must be at least 0 and smaller than --chunk-size "
+                f"--chunk-overlap {overlap} must be at least 0 and smaller than --chunk-size "
                 f"{self.chunk_size}"
             )
         return SplitterSettings("token", self.chunk_size, overlap)
@@ -82,6 +83,7 @@ class IndexReport:
     chunks: int = 0
     new_chunks: int = 0
     warnings: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) left unread
 
     def summary(self) -> str:
         unchanged = self.files - len(self.embedded)
@@ -147,6 +149,8 @@ def _build(
     old = VectorStore.load(index_path) if manifest is not None else None
     if old is not None and embeddings is not None:
         old.check_embeddings(canonical_name(embeddings), index_path)  # before loading a model
+    elif old is not None:
+        check_trusted(old.embeddings.name, embeddings, index_path, "index")
 
     corpus = read_corpus(folder, exclude=index_path)
     if not corpus.files:
@@ -212,6 +216,7 @@ def _build(
         chunks=len(chunks),
         new_chunks=len(texts),
         warnings=warnings,
+        skipped=corpus.skipped_files(),
     )
 
 

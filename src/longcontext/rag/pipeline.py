@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from longcontext.rag.embeddings import DEFAULT_EMBEDDINGS, canonical_name, load_embedder
+from longcontext.rag.embeddings import canonical_name, check_trusted, load_embedder
 from longcontext.rag.errors import RagError
 from longcontext.rag.store import Hit, VectorStore
 from longcontext.tokenizers import Tokenizer, get_tokenizer
@@ -137,12 +137,7 @@ def retrieve(
     store = VectorStore.load(index_path)
     if embeddings is not None:
         store.check_embeddings(canonical_name(embeddings), index_path)
-    elif store.embeddings.name != DEFAULT_EMBEDDINGS:
-        raise RagError(
-            f"the index at {index_path} names embeddings {store.embeddings.name!r}, not the "
-            "bundled all-MiniLM-L6-v2; loading a model runs what its files hold, so ask loads it "
-            f"only when you name it: add --embeddings {store.embeddings.name!r} if you trust it"
-        )
+    check_trusted(store.embeddings.name, embeddings, index_path, "ask")
     store.check_not_empty()  # before loading a model
     with hub_offline():
         embedder = load_embedder(store.embeddings.name)
