@@ -313,6 +313,19 @@ class LongContextLLM:
             f"backend={self.backend_name!r}{rope})"
         )
 
+    def score(self, ids: Sequence[int], first: int = 1) -> list[float]:
+        """Natural-log likelihood of each token ``ids[first:]`` given all the tokens before it,
+        for perplexity. Nothing is fitted to ``context_window``: ids past it are scored as the
+        model extrapolates (the unscaled baseline of a length sweep). Transformers backend only;
+        the ``[len x vocab]`` logits are never held at once."""
+        scorer = getattr(self._backend, "score", None)
+        if scorer is None:
+            raise NotImplementedError(
+                f"scoring tokens needs backend='transformers'; the {self.backend_name} backend "
+                "only generates"
+            )
+        return list(scorer(list(ids), first))
+
 
 # -- construction helpers ---------------------------------------------------------------------
 

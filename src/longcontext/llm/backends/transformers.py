@@ -345,6 +345,60 @@ class TransformersBackend:
         """Drop the model so its memory can be freed."""
         self.model = None
 
+    def score(
+        self, ids: Sequence[int], first: int = 1, slice_tokens: int | None = None
+    ) -> list[float]:
+        """Natural-log likelihood of each token ``ids[first:]`` given every token before it.
+
+        One forward pass computes the final hidden states (the model itself makes logits for the
+        last position only); the LM head then runs over ``slice_tokens`` positions at a time
+        (default: about 256 MB of float32 logits), so ``[len x vocab]`` logits never exist at
+        once. The model's own last-position logits check the head path (softcapping, logit
+        scales), so a model whose head this does not reproduce fails loudly, never silently.
+        """
+        import torch
+
+        if not 1 <= first < len(ids):
+            raise ValueError(f"first={first} must lie in [1, {len(ids)}) for {len(ids)} ids")
+        captured: list[Any] = []
+        hook = self.model.get_decoder().register_forward_hook(
+            lambda _module, _args, output: captured.append(output[0])
+        )
+        try:
+            with torch.inference_mode():
+                batch = torch.tensor([list(ids)], device=self.device)
+                own = self.model(input_ids=batch, logits_to_keep=1, use_cache=False).logits[0, -1]
+        finally:
+            hook.remove()
+        hidden, head = captured[0][0], self.model.get_output_embeddings()
+        config = self.model.config.get_text_config()
+        cap = getattr(config, "final_logit_softcapping", None)
+
+        def logits(rows: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = head(rows).float()
+            if cap:  # Gemma 2/3
+                out = torch.tanh(out / cap) * cap
+            out = out * float(getattr(self.model, "logit_scale", 1.0))  # Cohere
+            return out / float(getattr(config, "logits_scaling", 1.0))  # Granite
+
+        with torch.inference_mode():
+            mine = logits(hidden[-1:])[0]
+            if not torch.allclose(mine, own.float(), rtol=1e-2, atol=1e-3 * float(own.abs().max())):
+                raise NotImplementedError(
+                    f"scoring {type(self.model).__name__}: its LM head output differs from the "
+                    "model's own logits (an unknown post-processing); score with a model "
+                    "whose head is linear (Llama, Qwen, Mistral, Gemma...)"
+                )
+            step = slice_tokens or max(1, 2**26 // int(config.vocab_size))
+            targets = batch[0]
+            scores: list[float] = []
+            for start in range(first - 1, len(ids) - 1, step):
+                end = min(start + step, len(ids) - 1)
+                logprobs = torch.log_softmax(logits(hidden[start:end]), dim=-1)
+                picked = logprobs.gather(1, targets[start + 1 : end + 1, None])[:, 0]
+                scores.extend(picked.double().tolist())
+        return scores
+
 
 def _strip_padding(ids: list[int], pad: int) -> list[int]:
     end = len(ids)
