@@ -1,0 +1,210 @@
+"""LongLoRA fine-tuning: LoRA with trainable embeddings and norms, data packing, a short run on a
+tiny model saved as a LongLoRA adapter and a merged checkpoint that load to the same logits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from tiny_models import SHARED, make_tiny_llama
+
+from longcontext.finetune.config import FinetuneConfig, check_rope_model, rope_for
+from longcontext.finetune.data import (
+    IGNORE,
+    Collator,
+    DataError,
+    packed_sequences,
+    supervised_sequences,
+)
+
+WINDOW = 128  # the tiny base's trained window; runs extend it 4x
+TARGET = 512
+PLAY = SHARED / "data" / "corpora" / "romeo_and_juliet.txt"
+
+
+@pytest.fixture(scope="module")
+def short_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_llama(tmp_path_factory.mktemp("short-llama"), max_position_embeddings=WINDOW)
+
+
+@pytest.fixture(scope="module")
+def tied_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tied-llama")
+    return make_tiny_llama(path, max_position_embeddings=WINDOW, tie_word_embeddings=True)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("corpus")
+    text = PLAY.read_text(encoding="utf-8")
+    (folder / "play.txt").write_text(text[:20_000], encoding="utf-8")
+    lines = [json.dumps({"text": text[i : i + 2000]}) for i in range(20_000, 30_000, 2000)]
+    (folder / "more.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def _settings(model: Path, **kw: Any) -> FinetuneConfig:
+    return FinetuneConfig(str(model), TARGET, **{"group_size": 128, **kw})
+
+
+def _load(settings: FinetuneConfig) -> Any:
+    from longcontext.finetune.model import load_for_training
+
+    config = check_rope_model(settings.model)
+    return load_for_training(settings, config, rope_for(config, settings))
+
+
+def _step(model: Any) -> None:
+    """One forward/backward on random ids at the target length, in training mode."""
+    model.train()
+    ids = torch.randint(10, 400, (1, TARGET), generator=torch.Generator().manual_seed(0))
+    model(input_ids=ids, labels=ids).loss.backward()
+
+
+# -- LoRA with trainable embeddings and norms -----------------------------------------------
+
+
+def test_gradients_reach_lora_embeddings_and_norms(short_llama: Path):
+    model = _load(_settings(short_llama))
+    assert model.config.rope_parameters["rope_type"] == "linear"
+    assert model.config.rope_parameters["factor"] == TARGET / WINDOW
+    assert model.config._attn_implementation == "s2attn"
+    _step(model)
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    lora_b = [n for n in grads if "lora_B" in n]
+    assert len(lora_b) == 2 * 4  # q, k, v, o in both layers
+    assert all(grads[n] is not None and grads[n].abs().sum() > 0 for n in lora_b)
+    assert all(grads[n] is not None for n in grads if "lora_A" in n)  # B starts at 0
+    embed = "base_model.model.model.embed_tokens.weight"
+    norms = [n for n in grads if "norm" in n]
+    assert embed in grads and grads[embed].abs().sum() > 0
+    assert len(norms) == 2 * 2 + 1 and all(grads[n].abs().sum() > 0 for n in norms)
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert any("mlp" in n for n in frozen) and any("lm_head" in n for n in frozen)
+
+
+def test_plain_lora_freezes_embeddings_and_norms(short_llama: Path):
+    model = _load(_settings(short_llama, trainable_embeddings=False, full_attention=True))
+    assert model.config._attn_implementation == "sdpa"
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_tied_embeddings_stay_tied(tied_llama: Path):
+    model = _load(_settings(tied_llama))
+    inner = model.base_model.model
+    assert inner.lm_head.weight is inner.model.embed_tokens.weight
+    _step(model)
+    torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0).step()
+    assert inner.lm_head.weight is inner.model.embed_tokens.weight
+
+
+# -- data -----------------------------------------------------------------------------------
+
+
+def test_documents_pack_into_full_sequences(short_llama: Path, corpus: Path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(short_llama)
+    rows = packed_sequences(tokenizer, corpus, 256)
+    assert len(rows) > 3 and all(len(r.input_ids) == 256 for r in rows)
+    assert all(r.labels == r.input_ids for r in rows)
+    stream = [i for r in rows for i in r.input_ids]
+    assert stream.count(tokenizer.eos_token_id) >= 5  # one after each document that fitted
+    with pytest.raises(DataError, match=r"holds \d+ tokens, fewer than one sequence of 100000"):
+        packed_sequences(tokenizer, corpus, 100_000)
+
+
+def test_supervised_rows_take_loss_on_the_response_only(short_llama: Path, tmp_path: Path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(short_llama)
+    data = tmp_path / "sft.jsonl"
+    records = [
+        {"prompt": "Who loves Juliet?", "response": " Romeo."},
+        {"prompt": "Where? " * 300, "response": " Verona."},  # too long: skipped
+    ]
+    data.write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
+    (row,) = supervised_sequences(tokenizer, data, 64)
+    prompt = tokenizer("Who loves Juliet?")["input_ids"]
+    assert row.input_ids[: len(prompt)] == prompt
+    assert row.labels[: len(prompt)] == [IGNORE] * len(prompt)
+    assert row.labels[len(prompt) :] == row.input_ids[len(prompt) :]
+    assert row.input_ids[-1] == tokenizer.eos_token_id
+    batch = Collator(tokenizer.pad_token_id)([row, type(row)(row.input_ids[:3], [IGNORE] * 3)])
+    assert batch["attention_mask"][1].tolist() == [1] * 3 + [0] * (len(row.input_ids) - 3)
+    assert (batch["labels"][1] == IGNORE).all()
+    with pytest.raises(DataError, match="pass --supervised"):
+        packed_sequences(tokenizer, data, 64)
+
+
+# -- a short run, saved, loaded two ways ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def run(short_llama: Path, corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from longcontext.finetune.train import finetune
+
+    settings = _settings(short_llama, steps=3, learning_rate=1e-2, warmup_steps=0)
+    out = tmp_path_factory.mktemp("run")
+    seen: list[tuple[int, int, float]] = []
+    result = finetune(settings, corpus, out, progress=lambda *a: seen.append(a))
+    assert [s[:2] for s in seen] == [(1, 3), (2, 3), (3, 3)]
+    return result
+
+
+def test_the_adapter_is_longloras_format(run: Any, short_llama: Path):
+    from longcontext.llm.lora import inspect_adapter
+
+    adapter = inspect_adapter(run.adapter)
+    assert adapter.trainable_params is not None and not adapter.is_plain_lora
+    assert adapter.base_model == str(short_llama)
+    assert sorted(adapter.config["target_modules"]) == ["k_proj", "o_proj", "q_proj", "v_proj"]
+    trained = torch.load(adapter.trainable_params, weights_only=True)
+    assert "base_model.model.model.embed_tokens.weight" in trained
+    assert "base_model.model.model.norm.weight" in trained
+    record = json.loads((run.adapter / "longcontext_finetune.json").read_text())
+    assert record["rope"]["rope_type"] == "linear" and record["group_size"] == 128
+    assert len(run.losses) == 3 and all(loss > 0 for loss in run.losses)
+
+
+def test_merged_config_carries_the_rope_parameters(run: Any):
+    from longcontext.rope import read_model_rope
+
+    config = json.loads((run.merged / "config.json").read_text())
+    assert config["rope_parameters"]["rope_type"] == "linear"
+    assert config["rope_parameters"]["factor"] == TARGET / WINDOW
+    assert config["max_position_embeddings"] == WINDOW  # vLLM: window = original x factor
+    assert read_model_rope(run.merged).window == TARGET
+    assert "s2attn_group_size" not in config
+
+
+def test_adapter_and_merged_folder_give_the_same_logits(
+    run: Any, short_llama: Path, tmp_path: Path
+):
+    from longcontext.llm import LongContextLLM
+
+    through_lora = LongContextLLM(
+        str(short_llama),
+        context_length=TARGET,
+        rope="linear",
+        lora=run.adapter,
+        backend="transformers",
+        device="cpu",
+        merge_cache_dir=tmp_path,
+    )
+    merged = LongContextLLM(str(run.merged), backend="transformers", device="cpu")
+    base = LongContextLLM(
+        str(short_llama), context_length=TARGET, rope="linear", backend="transformers", device="cpu"
+    )
+    assert merged.context_window == through_lora.context_window == TARGET
+    ids = torch.randint(10, 400, (1, TARGET), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        a = through_lora._backend.model(ids).logits
+        b = merged._backend.model(ids).logits
+        c = base._backend.model(ids).logits
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(a, c, atol=1e-3)  # the run changed the model
