@@ -1,0 +1,155 @@
+"""``longcontext eval``: does long context work? Perplexity against length and passkey retrieval
+for a model served as ``LongContextLLM`` serves it, written as JSON Lines, a Markdown table and a
+PNG plot in ``--output``."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+from longcontext.commands import UsageError, at_least
+
+HELP = "Measure long-context quality: perplexity vs length, passkey retrieval."
+BACKENDS = ("auto", "vllm", "transformers")
+_LENGTH = re.compile(r"(\d+)([kK]?)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    tasks = parser.add_subparsers(dest="task", required=True, metavar="TASK")
+    perplexity = tasks.add_parser(
+        "perplexity",
+        help="perplexity against context length, one curve per RoPE method",
+        description="Perplexity against context length, one curve per RoPE method.",
+    )
+    _common(perplexity)
+    perplexity.add_argument(
+        "--text", nargs="+", required=True, metavar="FILE", help="documents to score (UTF-8)"
+    )
+    perplexity.add_argument(
+        "--mode",
+        choices=("disjoint", "sliding", "full"),
+        default="disjoint",
+        help="disjoint windows scored whole; sliding windows scored on their newest --stride "
+        "tokens; or the first window of each document",
+    )
+    perplexity.add_argument(
+        "--windows", type=at_least(1), default=4, metavar="N", help="most windows per length"
+    )
+    perplexity.add_argument(
+        "--stride",
+        type=at_least(1),
+        default=None,
+        metavar="S",
+        help="step of --mode sliding (default: half the length)",
+    )
+    passkey = tasks.add_parser(
+        "passkey",
+        help="find a pass key hidden at a random depth of filler text",
+        description="Passkey retrieval (landmark attention): accuracy per length.",
+    )
+    _common(passkey)
+    passkey.add_argument(
+        "--trials", type=at_least(1), default=5, metavar="N", help="prompts per length"
+    )
+    passkey.add_argument("--seed", type=int, default=0, help="draws the keys and their depths")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="model directory or Hugging Face id")
+    parser.add_argument(
+        "--lengths",
+        required=True,
+        metavar="N,N,...",
+        help="context lengths in tokens, comma-separated (1k = 1024)",
+    )
+    parser.add_argument(
+        "--rope",
+        default="none",
+        metavar="METHOD,...",
+        help="RoPE methods to compare: none (unscaled), linear, dynamic, yarn, longrope, llama3",
+    )
+    parser.add_argument(
+        "--context-length",
+        type=at_least(1),
+        default=None,
+        metavar="N",
+        help="scale once to N tokens for every length (default: to each length past the window)",
+    )
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="inference engine")
+    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
+    parser.add_argument("--device", default=None, help="transformers device (default: cuda if any)")
+    parser.add_argument(
+        "--output", "-o", default="longcontext-eval", metavar="DIR", help="results folder"
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
+
+def parse_lengths(text: str) -> list[int]:
+    """``"512,1k,4K"`` -> ``[512, 1024, 4096]``; anything else is a ``UsageError``."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise UsageError(f"--lengths {text!r} is empty; pass token counts such as 1024,2048,4096")
+    lengths = []
+    for item in items:
+        match = _LENGTH.fullmatch(item)
+        if match is None:
+            raise UsageError(f"--lengths: {item!r} is not a token count (such as 4096 or 4k)")
+        lengths.append(int(match[1]) * (1024 if match[2] else 1))
+    return lengths
+
+
+def parse_ropes(text: str) -> list[str]:
+    ropes = [item.strip().lower() for item in text.split(",") if item.strip()]
+    if not ropes:
+        raise UsageError(f"--rope {text!r} is empty; pass methods such as none,linear,yarn")
+    return ropes
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"--text {path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"--text {path}: is a directory, not a file") from None
+    except UnicodeDecodeError as error:
+        raise UsageError(f"--text {path}: not valid UTF-8 (byte {error.start})") from None
+    except OSError as error:
+        raise UsageError(f"--text {path}: {error.strerror or error}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from longcontext.evaluation import EvaluationError, run_passkey, run_perplexity
+
+    common: dict[str, Any] = {
+        "context_length": args.context_length,
+        "backend": args.backend,
+        "output": args.output,
+        "progress": not args.quiet,
+        "dtype": args.dtype,
+    }
+    if args.device:
+        common["device"] = args.device
+    lengths, ropes = parse_lengths(args.lengths), parse_ropes(args.rope)
+    try:
+        if args.task == "perplexity":
+            texts = [_read(path) for path in args.text]
+            run_perplexity(
+                args.model,
+                texts,
+                lengths,
+                ropes,
+                mode=args.mode,
+                windows_per_length=args.windows,
+                stride=args.stride,
+                **common,
+            )
+        else:
+            run_passkey(args.model, lengths, ropes, trials=args.trials, seed=args.seed, **common)
+    except EvaluationError as error:
+        raise UsageError(str(error)) from None
+    if not args.quiet:
+        print(f"results in {args.output}/{args.task}.jsonl, .md and .png")
+    return 0
