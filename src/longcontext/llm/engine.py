@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 from longcontext.llm.backends.base import Backend
 from longcontext.llm.errors import ContextWindowExceededError
+from longcontext.llm.parallel import Parallelism
 from longcontext.llm.streams import AsyncTextStream, TextStream
 from longcontext.llm.types import Generation, Sampling, SamplingArgs
 
@@ -52,7 +53,16 @@ class LongContextLLM:
         truncate: what to do with a prompt that does not fit the window minus ``max_tokens``:
             ``"error"`` raises ``ContextWindowExceededError``; ``"left"`` drops the oldest tokens;
             ``"middle"`` keeps the head and the tail and drops the middle. Truncation is logged.
-        **engine_kwargs: passed to the engine: for vLLM ``tensor_parallel_size``,
+        tensor_parallel_size: GPUs each layer is split across (vLLM); must divide the model's
+            attention heads.
+        pipeline_parallel_size: stages the layers are cut into, one per GPU or machine (vLLM).
+        data_parallel_size: engine replicas; above 1 only with
+            ``distributed_executor_backend="external_launcher"`` (else use ``vllm serve``).
+        distributed_executor_backend: ``"mp"``, ``"ray"`` (across machines), ``"uni"`` or
+            ``"external_launcher"``; None lets vLLM choose. See
+            :class:`longcontext.llm.parallel.Parallelism`: all four are checked against the
+            model's config before any weights load.
+        **engine_kwargs: passed to the engine: for vLLM
             ``gpu_memory_utilization``, ``enable_prefix_caching`` (on by default)...; for
             transformers ``device``, ``attn_implementation`` and ``from_pretrained`` arguments.
             ``merge_cache_dir`` sets where merged LoRA checkpoints are kept.
@@ -74,6 +84,10 @@ class LongContextLLM:
         dtype: str = "auto",
         trust_remote_code: bool = False,
         truncate: Truncate = "error",
+        tensor_parallel_size: int = 1,
+        pipeline_parallel_size: int = 1,
+        data_parallel_size: int = 1,
+        distributed_executor_backend: str | None = None,
         **engine_kwargs: Any,
     ) -> None:
         if truncate not in _TRUNCATE:
@@ -82,6 +96,12 @@ class LongContextLLM:
             raise ValueError(f"backend={backend!r} is not one of {_BACKENDS}")
         if context_length is not None and context_length < 1:
             raise ValueError(f"context_length={context_length} must be a positive token count")
+        parallel = Parallelism(
+            tensor_parallel_size,
+            pipeline_parallel_size,
+            data_parallel_size,
+            distributed_executor_backend,
+        )
         self.model = resolve_model(model)
         self.truncate: Truncate = truncate
         self.trust_remote_code = trust_remote_code
@@ -89,7 +109,12 @@ class LongContextLLM:
         config = _load_config(self.model, trust_remote_code)
         self.rope, self.context_window = _resolve_window(config, context_length, rope)
         self.backend_name = choose_backend(backend)
-        self._backend = self._build_backend(lora, dtype, dict(engine_kwargs))
+        parallel.check_engine(self.backend_name)
+        parallel.check_in_process()
+        parallel.check_model(config)
+        self._backend = self._build_backend(
+            lora, dtype, {**engine_kwargs, **parallel.vllm_kwargs()}
+        )
 
     def _build_backend(
         self, lora: str | os.PathLike[str] | None, dtype: str, engine_kwargs: dict[str, Any]
