@@ -208,3 +208,107 @@ def test_adapter_and_merged_folder_give_the_same_logits(
         c = base._backend.model(ids).logits
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(a, c, atol=1e-3)  # the run changed the model
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from longcontext.cli import main
+
+    code = main(["finetune", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_trains_plain_lora_with_full_attention(
+    short_llama: Path, corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    from longcontext.llm.lora import inspect_adapter
+
+    code, out, err = _cli(
+        capsys, str(short_llama), "--data", str(corpus), "--context-length", "256",
+        "--output", str(tmp_path), "--steps", "2", "--full-attention",
+        "--no-trainable-embeddings", "--no-merge", "--lora-rank", "4",
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.splitlines() == [f"adapter: {tmp_path / 'adapter'}"]
+    assert "rope linear x2, full attention" in err and "step 2/2  loss" in err
+    adapter = inspect_adapter(tmp_path / "adapter")
+    assert adapter.is_plain_lora and adapter.rank == 4
+    assert (
+        json.loads((tmp_path / "adapter" / "longcontext_finetune.json").read_text())["attention"]
+        == "full"
+    )
+    assert not (tmp_path / "merged").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A GPT-2 (learned absolute positions, no RoPE) with the tiny tokenizer."""
+    from tiny_models import make_tokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    path = tmp_path_factory.mktemp("tiny-gpt2")
+    tokenizer = make_tokenizer(path)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=1, n_head=2)
+    GPT2LMHeadModel(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def other_adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA adapter made for another base (hidden size 128, not 64)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    other = make_tiny_llama(tmp_path_factory.mktemp("wide-llama"), hidden_size=128)
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(other), LoraConfig(r=4, target_modules=["q_proj"])
+    )
+    path = tmp_path_factory.mktemp("other-adapter")
+    model.save_pretrained(path)
+    return path
+
+
+def test_cli_bad_input_is_one_line(
+    short_llama: Path,
+    tiny_gpt2: Path,
+    other_adapter: Path,
+    corpus: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+):
+    short = tmp_path / "short.txt"
+    short.write_text("Two households, both alike in dignity.", encoding="utf-8")
+    common = ["--output", str(tmp_path / "out"), "--steps", "1"]
+    cases = [
+        (
+            [str(tiny_gpt2), "--data", str(corpus), "--context-length", "512"],
+            "(gpt2) has no rotary position embedding (RoPE)",
+        ),
+        (
+            [str(short_llama), "--data", str(corpus), "--context-length", "500",
+             "--group-size", "128"],
+            "--context-length 500 is not a multiple of the --group-size 128; use 384 or 512",
+        ),
+        (
+            [str(short_llama), "--data", str(short), "--context-length", "512"],
+            "tokens, fewer than one sequence of 512; add text or lower the --context-length",
+        ),
+        (
+            [str(short_llama), "--data", str(corpus), "--context-length", "512",
+             "--resume", str(other_adapter)],
+            "does not fit base model",
+        ),
+        (
+            [str(short_llama), "--data", str(tmp_path / "missing"), "--context-length", "512"],
+            "does not exist",
+        ),
+    ]  # fmt: skip
+    for argv, expected in cases:
+        code, out, err = _cli(capsys, *argv, *common)
+        assert code == 2, err
+        assert out == "" and len(err.strip().splitlines()) == 1, err
+        assert err.startswith("longcontext finetune: error: ") and expected in err, err
+    assert not (tmp_path / "out").exists()  # nothing written, no weights loaded

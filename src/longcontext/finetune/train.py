@@ -10,10 +10,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from longcontext.finetune.config import FinetuneConfig, check_rope_model, rope_for
 from longcontext.finetune.data import Collator, TrainingRow, packed_sequences, supervised_sequences
+
+if TYPE_CHECKING:
+    from longcontext.rope import RopeScaling
 
 logger = logging.getLogger(__name__)
 
@@ -70,40 +73,73 @@ def _progress_callback(report: Callable[[int, int, float], None]) -> Any:
     return Progress()
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A checked run, before any weights load: the base config, the RoPE scaling (``None``
+    within the model's window), the tokenizer and the training rows."""
+
+    settings: FinetuneConfig
+    config: Any
+    rope: RopeScaling | None
+    tokenizer: Any
+    rows: list[TrainingRow]
+
+
+def plan(settings: FinetuneConfig, data: str | os.PathLike[str]) -> Plan:
+    """Check the model, the scaling, an adapter to resume and the data; read the data.
+
+    Raises:
+        ValueError: a model without RoPE, an architecture or method RoPE scaling does not
+            support, data shorter than one sequence (``DataError``), an adapter to resume that
+            was made for another base.
+        OSError: a model that cannot be found.
+    """
+    from transformers import AutoTokenizer
+
+    from longcontext.llm.lora import check_adapter_fits, inspect_adapter
+
+    config = check_rope_model(settings.model, settings.trust_remote_code)
+    rope = rope_for(config, settings)
+    if settings.resume is not None:
+        check_adapter_fits(settings.model, inspect_adapter(settings.resume))
+    tokenizer = AutoTokenizer.from_pretrained(
+        settings.model, trust_remote_code=settings.trust_remote_code
+    )
+    return Plan(settings, config, rope, tokenizer, read_data(settings, tokenizer, data))
+
+
 def finetune(
-    settings: FinetuneConfig,
-    data: str | os.PathLike[str],
+    settings: FinetuneConfig | Plan,
+    data: str | os.PathLike[str] | None,
     output: str | os.PathLike[str],
     *,
     merge: bool = True,
     progress: Callable[[int, int, float], None] | None = None,
     logging_steps: int = 1,
 ) -> FinetuneResult:
-    """Fine-tune ``settings.model`` on ``data`` and write ``output/adapter`` (and
-    ``output/merged`` when ``merge``). ``progress(step, steps, loss)`` is called at each log.
+    """Fine-tune the base on ``data`` and write ``output/adapter`` (and ``output/merged`` when
+    ``merge``). ``settings`` may be a :class:`Plan` already made (then ``data`` is ignored).
+    ``progress(step, steps, loss)`` is called at each log.
 
     Raises:
-        ValueError: a model without RoPE, an architecture RoPE scaling does not support, data
-            shorter than one sequence (``DataError``), an adapter to resume that does not fit.
+        ValueError, OSError: as :func:`plan`.
     """
     import torch
-    from transformers import AutoTokenizer, Trainer, TrainingArguments
+    from transformers import PrinterCallback, Trainer, TrainingArguments
 
     from longcontext.finetune.model import load_for_training, save_adapter, save_merged
-    from longcontext.llm.lora import check_adapter_fits, inspect_adapter
 
-    config = check_rope_model(settings.model, settings.trust_remote_code)
-    rope = rope_for(config, settings)  # raises before any weights load
-    if settings.resume is not None:
-        check_adapter_fits(settings.model, inspect_adapter(settings.resume))
-    tokenizer = AutoTokenizer.from_pretrained(
-        settings.model, trust_remote_code=settings.trust_remote_code
-    )
-    rows = read_data(settings, tokenizer, data)
+    if isinstance(settings, Plan):
+        checked = settings
+    else:
+        if data is None:
+            raise ValueError("finetune() needs data: a text/JSONL file or a folder of them")
+        checked = plan(settings, data)
+    settings, rope, tokenizer = checked.settings, checked.rope, checked.tokenizer
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad is None:
         pad = 0  # padded positions carry no label and are masked: any id will do
-    model = load_for_training(settings, config, rope)
+    model = load_for_training(settings, checked.config, rope)
     if settings.gradient_checkpointing:
         model.enable_input_require_grads()  # frozen embeddings: checkpoints still need grads
     cuda = torch.cuda.is_available()
@@ -142,14 +178,16 @@ def finetune(
         trainer = Trainer(
             model=model,
             args=args,
-            train_dataset=_Rows(rows),  # type: ignore[arg-type]
+            train_dataset=_Rows(checked.rows),  # type: ignore[arg-type]
             data_collator=Collator(pad),
             callbacks=[_progress_callback(record)],
         )
+        # the progress callback reports; transformers' printer would write dicts to stdout
+        trainer.remove_callback(PrinterCallback)
         started = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - started
     adapter = save_adapter(model, out / ADAPTER_DIR, settings, rope)
     del trainer, model
     merged = save_merged(adapter, out / MERGED_DIR, settings, rope) if merge else None
-    return FinetuneResult(adapter, merged, losses, len(rows), seconds)
+    return FinetuneResult(adapter, merged, losses, len(checked.rows), seconds)
