@@ -14,7 +14,9 @@ would refuse later (after minutes of loading, or in a worker process).
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 # vLLM 0.33's ``vllm.config.parallel.DistributedExecutorBackend`` (tested against it).
@@ -112,13 +114,16 @@ class Parallelism:
         """Refuse a split the model's shape does not allow (what vLLM checks at load time).
 
         Args:
-            config: the model's transformers config.
+            config: the model's transformers config, or its ``config.json`` as a dict.
 
         Raises:
             ValueError: ``tensor_parallel_size`` does not divide the attention heads, or
                 ``pipeline_parallel_size`` exceeds the number of layers.
         """
-        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        if isinstance(config, Mapping):  # multimodal configs nest the language model's
+            text: Any = SimpleNamespace(**config.get("text_config", config))
+        else:
+            text = config.get_text_config() if hasattr(config, "get_text_config") else config
         heads = getattr(text, "num_attention_heads", None)
         if isinstance(heads, int) and heads % self.tensor_parallel_size:
             fitting = [n for n in range(1, heads + 1) if heads % n == 0]
