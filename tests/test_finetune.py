@@ -312,3 +312,42 @@ def test_cli_bad_input_is_one_line(
         assert out == "" and len(err.strip().splitlines()) == 1, err
         assert err.startswith("longcontext finetune: error: ") and expected in err, err
     assert not (tmp_path / "out").exists()  # nothing written, no weights loaded
+
+
+def test_resume_starts_from_the_saved_adapter(run: Any, short_llama: Path):
+    from safetensors.torch import load_file
+
+    model = _load(_settings(short_llama, resume=str(run.adapter)))
+    own = dict(model.named_parameters())
+    saved = load_file(run.adapter / "adapter_model.safetensors")
+    for key, tensor in saved.items():  # peft saves without the adapter name
+        name = key.replace(".weight", ".default.weight")
+        torch.testing.assert_close(own[name].detach(), tensor)
+        assert own[name].requires_grad
+    trained = torch.load(run.adapter / "trainable_params.bin", weights_only=True)
+    for key, tensor in trained.items():
+        torch.testing.assert_close(own[key].detach(), tensor)
+        assert own[key].requires_grad
+
+
+@pytest.mark.parametrize("method", ["linear", "yarn"])
+def test_merged_rope_config_serves_the_target(short_llama: Path, method: str):
+    from longcontext.finetune.config import merged_rope_config
+    from longcontext.rope import read_model_rope
+
+    settings = _settings(short_llama, rope=method)
+    rope = rope_for(check_rope_model(settings.model), settings)
+    assert rope is not None and rope.method == method
+    config = json.loads((short_llama / "config.json").read_text())
+    merged = {**config, **merged_rope_config(rope)}
+    assert read_model_rope(merged).window == TARGET
+    assert merged["rope_parameters"]["rope_theta"] == config["rope_parameters"]["rope_theta"]
+
+
+def test_settings_are_checked_before_anything_loads():
+    with pytest.raises(ValueError, match="dynamic NTK depends on the length"):
+        FinetuneConfig("m", 512, rope="dynamic")
+    with pytest.raises(ValueError, match="group size 600 must be an int between 2 and"):
+        FinetuneConfig("m", 512, group_size=600)
+    assert FinetuneConfig("m", 8192).group == 2048  # LongLoRA: a quarter of the length
+    assert FinetuneConfig("m", 8192, lora_rank=16).alpha == 32
