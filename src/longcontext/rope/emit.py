@@ -12,6 +12,19 @@ if TYPE_CHECKING:
 
 
 def rope_parameters(rs: RopeScaling) -> dict[str, Any]:
+    """``rope_parameters`` as a config holds it: the scaled parameters, nested per layer type
+    (the other types unchanged) when the model keeps them per type."""
+    return _nest(rs, scaled_parameters(rs))
+
+
+def _nest(rs: RopeScaling, params: dict[str, Any]) -> dict[str, Any]:
+    if rs.layer_type is None:
+        return params
+    others = {name: dict(p) for name, p in (rs.other_layer_types or {}).items()}
+    return {rs.layer_type: params, **others}
+
+
+def scaled_parameters(rs: RopeScaling) -> dict[str, Any]:
     """The keys both backends share: type, theta (kept), factor and the method's fields."""
     params: dict[str, Any] = {
         "rope_type": rs.method,
@@ -46,9 +59,13 @@ def hf_config_overrides(rs: RopeScaling) -> dict[str, Any]:
 
 def vllm_kwargs(rs: RopeScaling) -> dict[str, Any]:
     """``hf_overrides`` and ``max_model_len`` for vLLM 0.33."""
-    params = rope_parameters(rs)  # replaces vLLM's whole dict, so it carries rope_theta
-    overrides: dict[str, Any] = {"rope_parameters": params}
-    if rs.method == "linear":
+    params = scaled_parameters(rs)  # replaces vLLM's whole dict, so it carries rope_theta
+    # (nested per layer type, each type with its own theta: the dict replaces all of them)
+    overrides: dict[str, Any] = {"rope_parameters": _nest(rs, params)}
+    if rs.layer_type is not None:
+        # vLLM reads a Gemma 3 max_position_embeddings as the window itself, for every method.
+        overrides["max_position_embeddings"] = rs.target_context
+    elif rs.method == "linear":
         # vLLM derives the window as max_position_embeddings * factor for linear.
         overrides["max_position_embeddings"] = rs.original_max_position_embeddings
     else:

@@ -39,6 +39,8 @@ def plan(info: ModelRope, target: int, method: str, overrides: Mapping[str, Any]
         "rope_theta": info.rope_theta,
         "target_context": target,
         "partial_rotary_factor": info.partial_rotary_factor,
+        "layer_type": info.layer_type,
+        "other_layer_types": dict(info.other_layer_types) if info.layer_type else None,
         **fields,
     }
 

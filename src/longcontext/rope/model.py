@@ -29,7 +29,18 @@ SUPPORTED_METHODS: Mapping[str, tuple[str, ...]] = {
     "qwen3": _GENERIC,
     "qwen3_moe": _GENERIC,
     "phi3": _GENERIC,
+    # Gemma 3 keeps rope_parameters per layer type; only its global (full-attention) layers are
+    # scaled, as Google extends it (linear, factor 8). Its local sliding-window layers attend to
+    # 512-1024 tokens at their own theta and never see a long distance, so they stay as they are.
+    "gemma3_text": ("linear", "dynamic", "yarn"),
 }
+
+#: In a config with ``rope_parameters`` per layer type, the layer type that scaling extends.
+SCALED_LAYER_TYPE = "full_attention"
+
+# Model types whose max_position_embeddings already is the served window, scaling included:
+# vLLM does not multiply it by a linear or dynamic factor for Gemma 3 (its "gemma3" exception).
+_WINDOW_INCLUDES_FACTOR = frozenset({"gemma3", "gemma3_text"})
 
 # Fields that belong to one method only; giving one to another method is a mistake worth naming.
 METHOD_FIELDS: Mapping[str, frozenset[str]] = {
@@ -62,6 +73,10 @@ class ModelRope:
         method: The scaling already in the config (``"default"`` when none).
         parameters: The config's ``rope_parameters`` as written (empty when none).
         partial_rotary_factor: Fraction of each head that is rotated, when the config sets one.
+        layer_type: For a config with ``rope_parameters`` per layer type (Gemma 3), the type
+            these facts describe and scaling extends (``"full_attention"``); else ``None``.
+        other_layer_types: The ``rope_parameters`` of the other layer types, kept unscaled
+            (Gemma 3: ``{"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}``).
     """
 
     model_type: str
@@ -73,6 +88,8 @@ class ModelRope:
     method: str = "default"
     parameters: Mapping[str, Any] = field(default_factory=dict)
     partial_rotary_factor: float | None = None
+    layer_type: str | None = None
+    other_layer_types: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def is_scaled(self) -> bool:
@@ -184,7 +201,21 @@ def _parse(config: Mapping[str, Any], *, source: str) -> ModelRope:
             f"the config of {source} has no positive integer max_position_embeddings "
             f"(got {max_pos!r}); RoPE scaling needs the model's trained window"
         )
-    params = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+    raw = dict(config.get("rope_parameters") or config.get("rope_scaling") or {})
+    layer_type, others = None, {}
+    if raw and all(isinstance(v, Mapping) or v is None for v in raw.values()):
+        # One rope_parameters dict per layer type (Gemma 3): the global layers are the ones a
+        # longer window changes; every other type is carried over as it is.
+        if SCALED_LAYER_TYPE not in raw:
+            raise ValueError(
+                f"the config of {source} has rope_parameters per layer type {sorted(raw)} but "
+                f"none for {SCALED_LAYER_TYPE!r}, the global layers RoPE scaling extends"
+            )
+        layer_type = SCALED_LAYER_TYPE
+        others = {k: dict(v or {}) for k, v in raw.items() if k != layer_type}
+        params = dict(raw[layer_type] or {})
+    else:
+        params = raw
     rope_theta = params.get("rope_theta", config.get("rope_theta"))
     if rope_theta is None:
         rope_theta = _default_theta(config, source)
@@ -201,6 +232,10 @@ def _parse(config: Mapping[str, Any], *, source: str) -> ModelRope:
             or max_pos
         )
         window = max_pos
+    elif method in ("linear", "dynamic") and model_type in _WINDOW_INCLUDES_FACTOR:
+        # Gemma 3 ships linear factor 8 with max_position_embeddings already the long window.
+        original = round(max_pos / float(params.get("factor") or 1.0))
+        window = max_pos
     elif method in ("linear", "dynamic"):
         original = max_pos
         window = int(max_pos * float(params.get("factor") or 1.0))
@@ -216,6 +251,8 @@ def _parse(config: Mapping[str, Any], *, source: str) -> ModelRope:
         method=method,
         parameters=params,
         partial_rotary_factor=None if partial is None else float(partial),
+        layer_type=layer_type,
+        other_layer_types=others,
     )
 
 
@@ -235,7 +272,9 @@ def _default_theta(config: Mapping[str, Any], source: str) -> float:
         from transformers import AutoConfig
 
         default = AutoConfig.for_model(str(config.get("model_type"))).default_theta
-    except (ImportError, ValueError) as exc:
+        if isinstance(default, Mapping):  # per layer type (Gemma 3): the global layers' base
+            default = default["global"]
+    except (ImportError, ValueError, KeyError) as exc:
         raise ValueError(
             f"the config of {source} has no rope_theta and its model_type "
             f"{config.get('model_type')!r} is unknown to transformers; add rope_theta to the "

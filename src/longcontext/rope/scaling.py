@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from longcontext.rope import emit, extend, freqs
@@ -42,6 +42,10 @@ class RopeScaling:
             frequency (``head_dim / 2``); ``short_factor`` applies within the original window.
         low_freq_factor, high_freq_factor: Llama 3.1's band limits (Meta uses 1 and 4).
         partial_rotary_factor: Fraction of each head that is rotated, carried from the model.
+        layer_type: For models with ``rope_parameters`` per layer type (Gemma 3), the layer type
+            this scaling applies to (``"full_attention"``, the global layers); ``None`` otherwise.
+        other_layer_types: The ``rope_parameters`` of the other layer types, emitted unchanged
+            (Gemma 3's local sliding-window layers keep ``rope_theta`` 10000, unscaled).
 
     Raises:
         ValueError: An unknown method, a factor below 1, a field that belongs to another
@@ -65,6 +69,8 @@ class RopeScaling:
     low_freq_factor: float | None = None
     high_freq_factor: float | None = None
     partial_rotary_factor: float | None = None
+    layer_type: str | None = None
+    other_layer_types: Mapping[str, Mapping[str, Any]] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if self.method not in self.METHODS:
@@ -93,6 +99,7 @@ class RopeScaling:
                 f"{misplaced} do not apply to method {self.method!r}; it takes "
                 f"{sorted(METHOD_FIELDS[self.method]) or 'no extra fields'}"
             )
+        self._check_layer_types()
         set_ = self._set
         set_("factor", float(self.factor))
         set_("rope_theta", float(self.rope_theta))
@@ -101,6 +108,28 @@ class RopeScaling:
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)  # frozen dataclass: normalise once, at creation
+
+    def _check_layer_types(self) -> None:
+        others = self.other_layer_types
+        if others is None:
+            return
+        if self.layer_type is None:
+            raise ValueError(
+                "other_layer_types needs layer_type, the layer type this scaling applies to "
+                "(for Gemma 3: 'full_attention')"
+            )
+        if self.layer_type in others:
+            raise ValueError(
+                f"other_layer_types must not hold {self.layer_type!r}, the layer type scaled"
+            )
+        for name, params in others.items():
+            if not isinstance(params, Mapping) or not _is_number(params.get("rope_theta")):
+                raise ValueError(
+                    f"other_layer_types[{name!r}] must be rope_parameters with a rope_theta, "
+                    f"got {params!r}"
+                )
+        # A private copy: the dataclass is frozen, and the caller's dicts must not change it.
+        self._set("other_layer_types", {k: dict(v) for k, v in others.items()})
 
     def _check_yarn(self) -> None:
         self._set("beta_fast", float(32.0 if self.beta_fast is None else self.beta_fast))
@@ -188,6 +217,12 @@ class RopeScaling:
         3.1, factor 8 at 131072 tokens becomes 16 at 262144; for linear, dynamic, YaRN and
         LongRoPE this equals ``target / original``).
 
+        A config with ``rope_parameters`` per layer type (Gemma 3:
+        ``{"full_attention": {...}, "sliding_attention": {...}}``) is scaled the way its authors
+        extend it: the global ``full_attention`` layers get the scaling (their ``rope_theta``
+        kept), the local sliding-window layers keep their own parameters, and both backends get
+        the whole per-type dict.
+
         Args:
             model: Local model directory, model id, ``PretrainedConfig`` or config dict.
             target_context: The window wanted, in tokens.
@@ -235,6 +270,9 @@ class RopeScaling:
     ) -> tuple[torch.Tensor, float]:
         """Inverse frequencies (float32, ``rotary_dim / 2`` of them) and the attention scaling.
 
+        For a per-layer-type model these are the scaled layers' (:attr:`layer_type`); the other
+        layer types keep their own frequencies.
+
         Computed by our own code, equal to transformers' ``ROPE_INIT_FUNCTIONS`` for the same
         parameters. ``seq_len`` matters for the two length-dependent methods and defaults to
         :attr:`target_context`: dynamic NTK returns the frequencies for that length (what vLLM
@@ -272,6 +310,9 @@ class RopeScaling:
 
     def hf_rope_parameters(self, config: Any = None) -> dict[str, Any]:
         """``rope_parameters`` for transformers 5 (``rope_theta`` kept, ``rope_type`` set).
+
+        For a per-layer-type model it is the per-type dict: the scaled parameters under
+        :attr:`layer_type`, the other types as the model has them.
 
         Pass it with the matching ``max_position_embeddings`` (see :meth:`hf_config_overrides`,
         or use :meth:`apply_to_hf_config`). ``config``, when given (a ``PretrainedConfig`` or a
@@ -326,6 +367,12 @@ class RopeScaling:
 
     def _check_matches(self, config: Any) -> None:
         info = read_model_rope(config)
+        if info.layer_type != self.layer_type:
+            raise ValueError(
+                f"this RopeScaling applies to layer type {self.layer_type!r} but the config's "
+                f"rope_parameters are {'per layer type' if info.layer_type else 'shared'}; "
+                "build it for this model with RopeScaling.for_target"
+            )
         if not math.isclose(info.rope_theta, self.rope_theta):
             raise ValueError(
                 f"this RopeScaling was made for rope_theta={self.rope_theta:g} but the config "
