@@ -45,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="sentence-transformers model: all-MiniLM-L6-v2 (default, offline) or a local folder",
     )
+    parser.add_argument(
+        "--index-type",
+        choices=("auto", "flat", "hnsw", "ivf-sq8", "ivf-pq"),
+        default="auto",
+        help="FAISS index: auto is exact (flat) up to 100,000 chunks, HNSW up to 2,000,000, "
+        "then IVF-SQ8; ivf-pq only when asked (see docs/scaling.md)",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON report on stdout")
     add_deprecated_alias(parser, "--overlap", "--chunk-overlap", "chunk_overlap", type=at_least(0))
 
@@ -54,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings = SplitterSettings(args.splitter, args.chunk_size, args.chunk_overlap)
     began = time.perf_counter()
-    report = build_index(args.folder, args.index, args.embeddings, settings)
+    report = build_index(
+        args.folder, args.index, args.embeddings, settings, index_type=args.index_type
+    )
     seconds = time.perf_counter() - began
     if args.json:
         print(json.dumps(_as_json(report, args.folder, seconds), indent=2))

@@ -8,6 +8,7 @@ from typing import Literal
 
 import numpy as np
 
+from longcontext.rag import ann
 from longcontext.rag.corpus import SourceFile, read_corpus
 from longcontext.rag.embeddings import (
     Embedder,
@@ -100,6 +101,7 @@ def build_index(
     embeddings: str | None = None,
     splitter: SplitterSettings | None = None,
     progress: bool | None = None,
+    index_type: str = "auto",
 ) -> IndexReport:
     """Chunk, embed and store every text file under ``folder`` in the index at ``index_path``.
 
@@ -116,6 +118,9 @@ def build_index(
             embeddings when the index exists.
         splitter: How to cut documents; defaults to 200-token windows with 40 tokens of overlap.
         progress: Show a progress bar while embedding; None shows it on a terminal only.
+        index_type: ``--index-type``: ``auto`` (exact up to 100,000 chunks, then HNSW, then
+            IVF-SQ8 past 2,000,000), ``flat``, ``hnsw``, ``ivf-sq8`` or ``ivf-pq``; see
+            :mod:`longcontext.rag.ann`.
 
     Raises:
         RagError: The folder is empty or holds no text, the index was built with other
@@ -127,8 +132,10 @@ def build_index(
     settings = (splitter or SplitterSettings()).resolved()
     if index_path.exists() and not index_path.is_dir():
         raise RagError(f"--index {index_path} is a file, not an index folder: give a folder path")
+    if index_type not in ann.CHOICES:
+        raise RagError(f"--index-type {index_type!r} is not one of {', '.join(ann.CHOICES)}")
     with locked(index_path):
-        return _build(Path(folder), index_path, embeddings, settings, progress)
+        return _build(Path(folder), index_path, embeddings, settings, progress, index_type)
 
 
 def _build(
@@ -137,6 +144,7 @@ def _build(
     embeddings: str | None,
     settings: SplitterSettings,
     progress: bool | None,
+    index_type: str = "auto",
 ) -> IndexReport:
     """:func:`build_index` once it holds the index folder's lock."""
     manifest = read_manifest(index_path)
@@ -205,8 +213,12 @@ def _build(
         files={f.path: f.sha256 for f in corpus.files},
         chunks=chunks,
         vectors=stack(parts, embedder.fingerprint.dimension),
+        index_type=index_type,
     )
-    store.save(index_path)
+    try:
+        store.save(index_path)
+    except ValueError as exc:  # an IVF type asked for fewer chunks than it trains on
+        raise RagError(str(exc)) from None
     present = {f.path for f in corpus.files}
     return IndexReport(
         path=index_path,

@@ -9,14 +9,19 @@ Layout of an index folder:
 - ``gen-N/chunks.jsonl``: one chunk per line, in vector order: source file, character span,
   tokens, text;
 - ``gen-N/vectors.faiss``: a flat FAISS inner-product index over unit vectors (scores are cosine
-  similarity);
+  similarity): the exact vectors, always kept;
+- ``gen-N/search.faiss``: past a size (or as ``--index-type`` asks), an approximate index over the
+  same vectors, HNSW or IVF (see :mod:`longcontext.rag.ann`), named with its settings in the
+  manifest's ``index``; its candidates are scored exactly with the vectors;
 - ``.lock``: locked by the ``longcontext index`` run writing the folder, which notes its pid.
 
 :meth:`VectorStore.save` writes a new ``gen-N`` folder, syncs it to disk, then publishes it by
 replacing ``manifest.json`` in one atomic rename: whenever a writer is killed, a reader finds the
 previous index or the new one, never a mix. :meth:`VectorStore.load` checks each file's size
 against the manifest before reading it and its checksum before parsing it, so a damaged or hostile
-file is refused before it can claim memory. Generation folders the manifest does not name are
+file is refused before it can claim memory; the manifest's sizes are themselves bounded by what
+its chunk count, dimension and index settings allow, and each FAISS header is checked against
+them before FAISS reads the file. Generation folders the manifest does not name are
 leftovers of an interrupted save, removed by the next one.
 """
 
@@ -37,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from longcontext.rag import ann
 from longcontext.rag.embeddings import EmbeddingsFingerprint, Matrix
 from longcontext.rag.errors import (
     EmbeddingsMismatchError,
@@ -49,6 +55,7 @@ FORMAT = 2
 MANIFEST = "manifest.json"
 CHUNKS = "chunks.jsonl"
 VECTORS = "vectors.faiss"
+SEARCH = "search.faiss"
 LOCK = ".lock"
 _MANIFEST_TMP = f".{MANIFEST}.tmp"
 _GENERATION = re.compile(r"gen-([0-9]{1,12})")
@@ -89,6 +96,8 @@ class VectorStore:
         files: Content hash of each indexed file, by its path relative to ``corpus``.
         chunks: The chunks, row ``i`` of ``vectors`` belonging to ``chunks[i]``.
         vectors: A float32 array of shape ``(len(chunks), dimension)``.
+        index_type: ``"auto"`` (by size: see :mod:`longcontext.rag.ann`) or one of
+            ``flat``, ``hnsw``, ``ivf-sq8``, ``ivf-pq``; :meth:`save` settles it.
     """
 
     corpus: str
@@ -97,6 +106,9 @@ class VectorStore:
     files: dict[str, str] = field(default_factory=dict)
     chunks: list[IndexedChunk] = field(default_factory=list)
     vectors: Matrix = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    index_type: str = "auto"
+    index_params: dict[str, int] = field(default_factory=dict)
+    _search_index: Any = field(default=None, repr=False, compare=False)
 
     def check_embeddings(
         self, asked: EmbeddingsFingerprint | str, path: str | Path, weights: bool = True
@@ -145,16 +157,18 @@ class VectorStore:
             EmptyIndexError: The index holds no chunks.
         """
         self.check_not_empty()
-        import faiss
-
-        index = faiss.IndexFlatIP(self.embeddings.dimension)
-        index.add(self.vectors)
-        scores, rows = index.search(np.asarray(query, dtype=np.float32).reshape(1, -1), top_k)
-        return [
-            Hit(self.chunks[row], float(score))
-            for score, row in zip(scores[0], rows[0])
-            if row >= 0  # FAISS pads with -1 when top_k exceeds the number of vectors
-        ]
+        kind = ann.choose(self.index_type, len(self.chunks))
+        if self._search_index is None:
+            params = self.index_params or ann.params_for(kind, *self.vectors.shape)
+            self.index_type, self.index_params = kind, params
+            self._search_index = ann.build(self.vectors, kind, params)
+        vector = np.asarray(query, dtype=np.float32).reshape(1, -1)
+        _, found = self._search_index.search(vector, ann.candidates(kind, top_k))
+        rows = found[0][found[0] >= 0]  # FAISS pads with -1 past the number of vectors
+        # Exact cosine of each candidate: approximate codes only propose; ties keep row order.
+        exact = self.vectors[rows] @ vector[0]
+        order = sorted(range(len(rows)), key=lambda i: (-exact[i], rows[i]))[:top_k]
+        return [Hit(self.chunks[rows[i]], float(exact[i])) for i in order]
 
     def save(self, path: str | Path) -> None:
         """Publish the index as a new generation of the folder ``path`` (created if missing).
@@ -174,6 +188,15 @@ class VectorStore:
             ).encode("utf-8"),
             VECTORS: faiss.serialize_index(index).tobytes(),
         }
+        kind = ann.choose(self.index_type, len(self.chunks))
+        params = ann.params_for(kind, len(self.chunks), self.embeddings.dimension)
+        if (kind, params) != (self.index_type, self.index_params):
+            self._search_index = None  # built for other settings
+        if kind != "flat":
+            if self._search_index is None:
+                self._search_index = ann.build(self.vectors, kind, params)
+            data[SEARCH] = faiss.serialize_index(self._search_index).tobytes()
+        self.index_type, self.index_params = kind, params
         generation = folder / f"gen-{max(_generations(folder), default=0) + 1}"
         manifest = {
             "format": FORMAT,
@@ -187,6 +210,7 @@ class VectorStore:
             "splitter": self.splitter,
             "chunks": len(self.chunks),
             "files": self.files,
+            "index": {"type": kind, "params": params},
         }
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -238,6 +262,7 @@ class VectorStore:
     def _read(cls, folder: Path, manifest: dict[str, Any]) -> VectorStore:
         try:
             fingerprint, count, generation = _check_manifest(manifest)
+            kind, params = _check_index(manifest, count, fingerprint.dimension)
             chunks_data = _read_checked(folder / generation, CHUNKS, manifest)
             vectors_data = _read_checked(folder / generation, VECTORS, manifest)
             lines = chunks_data.decode("utf-8").split("\n")  # not splitlines: text holds U+2028
@@ -245,6 +270,10 @@ class VectorStore:
             if len(chunks) != count:
                 raise ValueError(f"{CHUNKS} holds {len(chunks)} chunks, the manifest says {count}")
             vectors = _vectors(vectors_data, count, fingerprint.dimension)
+            search_index = None
+            if kind != "flat":
+                search_data = _read_checked(folder / generation, SEARCH, manifest)
+                search_index = _search_index(search_data, kind, params, count, vectors.shape[1])
         except (OSError, RuntimeError, TypeError, ValueError, KeyError) as exc:
             raise RagError(
                 f"the index at {folder} is damaged ({exc}): run `longcontext index` again "
@@ -257,6 +286,9 @@ class VectorStore:
             files=manifest["files"],
             chunks=chunks,
             vectors=vectors,
+            index_type=kind,
+            index_params=params,
+            _search_index=search_index,
         )
 
 
@@ -297,7 +329,7 @@ def foreign_entries(folder: Path) -> list[str]:
             entry.is_dir()
             and not entry.is_symlink()
             and _GENERATION.fullmatch(entry.name)
-            and {e.name for e in entry.iterdir()} <= {CHUNKS, VECTORS}
+            and {e.name for e in entry.iterdir()} <= {CHUNKS, VECTORS, SEARCH}
         )
     )
 
@@ -363,6 +395,46 @@ def _check_manifest(manifest: dict[str, Any]) -> tuple[EmbeddingsFingerprint, in
             f"{expected} that {count} vectors of {dimension} dimensions take"
         )
     return fingerprint, count, generation
+
+
+def _check_index(manifest: dict[str, Any], count: int, dimension: int) -> tuple[Any, Any]:
+    """The index type and settings a manifest names (flat when it predates them), with the
+    size it gives the search index bounded by what they allow."""
+    named = manifest.get("index", {"type": "flat", "params": {}})
+    if not isinstance(named, dict):
+        raise ValueError(f"the manifest's index {named!r} is not a type with settings")
+    kind = ann.check_params(named.get("type"), named.get("params"), dimension)
+    params: dict[str, int] = named["params"]
+    if kind == "flat":
+        if SEARCH in manifest["data"]:
+            raise ValueError(f"the manifest names a flat index and a {SEARCH}")
+        return kind, params
+    if ann.choose(kind, count) != kind:  # an IVF index over fewer vectors than it trains on
+        raise ValueError(f"a {kind} index cannot hold {count} vectors")
+    claimed, bound = (
+        manifest["data"][SEARCH]["bytes"],
+        ann.max_bytes(kind, params, count, dimension),
+    )
+    if type(claimed) is not int or not 0 < claimed <= bound:
+        raise ValueError(
+            f"the manifest gives {SEARCH} {claimed!r} bytes, more than the {bound} a {kind} "
+            f"index of {count} vectors of {dimension} dimensions can take"
+        )
+    return kind, params
+
+
+def _search_index(
+    data: bytes, kind: ann.IndexType, params: dict[str, int], count: int, dimension: int
+) -> Any:
+    """The approximate index, its header checked first and its contents after FAISS reads it."""
+    ann.check_header(data, kind, params, count, dimension)
+    import faiss
+
+    index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+    if (index.d, index.ntotal) != (dimension, count):
+        raise ValueError(f"{SEARCH} holds {index.ntotal} vectors of {index.d} dimensions")
+    ann.tune(index, kind, params)
+    return index
 
 
 def _read_checked(generation: Path, name: str, manifest: dict[str, Any]) -> bytes:
