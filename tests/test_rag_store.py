@@ -471,7 +471,7 @@ def test_a_model_folder_resaved_with_new_weights_is_refused_then_reembedded(
         f"(digest {first[:12]}, now {second[:12]}): run `longcontext index` again to re-embed "
         "every file with them"
     )
-    report = build_index(folder, index, progress=False)
+    report = build_index(folder, index, embeddings=str(model_dir), progress=False)
     assert sorted(report.embedded) == sorted(texts)
     assert report.warnings == [
         f"the files of embeddings {model_dir} changed since the index was built: every file is "
