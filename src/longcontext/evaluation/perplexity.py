@@ -53,7 +53,7 @@ def run_perplexity(
         windows_per_length: the most windows scored at each length (fewer when the text is short).
         stride: the step of ``sliding`` windows (default: half the length).
         context_length: one window to scale to for every length instead of one per length.
-        backend: ``LongContextLLM``'s backend (scoring needs transformers).
+        backend: ``"auto"`` or ``"transformers"`` (on CPU or GPU): scoring needs transformers.
         output: a folder for ``perplexity.jsonl``, ``.md`` and ``.png`` (resumed when present).
         progress: a progress bar on a terminal, plain lines otherwise.
         **engine_kwargs: more ``LongContextLLM`` arguments (``dtype``, ``device``...).
@@ -72,6 +72,11 @@ def run_perplexity(
         raise EvaluationError(f"windows must be at least 1, got {windows_per_length}")
     if not documents or not any(doc.strip() for doc in documents):
         raise EvaluationError("the text is empty; pass a long document to score")
+    if backend == "vllm":
+        raise EvaluationError(
+            "perplexity scores tokens with the transformers backend (CPU or GPU); vLLM only "
+            "generates: pass --backend transformers"
+        )
     window = models.model_window(model)
     strides = {n: _stride(mode, stride, n) for n in lengths}
     settings = {
@@ -99,7 +104,7 @@ def run_perplexity(
     ]
     files = common.output_files(output, TASK)
     results = ResultsFile(files[0], KEY) if files else None
-    pool = models.Models(model, backend, **engine_kwargs)
+    pool = models.Models(model, "transformers", **engine_kwargs)
     cuts: dict[int, list[Window]] = {}
     measured: dict[tuple[models.Setting, int], Row] = {}
 
