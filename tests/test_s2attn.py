@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tiny_models import make_tiny_llama, tiny_llama_dir, tiny_qwen2_dir  # noqa: F401 - fixtures
 
 from longcontext.finetune import s2attn
@@ -51,6 +53,22 @@ def _qkv(batch: int, heads: int, kv_heads: int, length: int, seed: int = 0) -> t
 )
 def test_matches_the_explicit_block_mask(heads: int, kv_heads: int, length: int, group: int):
     q, k, v = _qkv(2, heads, kv_heads, length)
+    got = s2attn.s2_attention(q, k, v, group)
+    torch.testing.assert_close(got, _reference(q, k, v, group), atol=1e-5, rtol=1e-5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    kv_heads=st.integers(1, 3),
+    rep=st.integers(1, 3),
+    length=st.integers(1, 40),
+    group=st.integers(2, 17),
+    batch=st.integers(1, 2),
+)
+def test_any_shape_matches_the_block_mask(
+    kv_heads: int, rep: int, length: int, group: int, batch: int
+):
+    q, k, v = _qkv(batch, kv_heads * rep, kv_heads, length, seed=length * 31 + group)
     got = s2attn.s2_attention(q, k, v, group)
     torch.testing.assert_close(got, _reference(q, k, v, group), atol=1e-5, rtol=1e-5)
 
@@ -197,3 +215,33 @@ def test_gradients_flow_through_s2attn(tiny_llama_dir: Path):  # noqa: F811
     for name, param in model.named_parameters():
         if "self_attn" in name:
             assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("family", ["qwen3", "mistral"])
+def test_other_architectures_use_it_unpatched(family: str):
+    """Qwen3 (q/k norms) and Mistral, built from their configs: the first layer in training
+    mode sees only its groups, and the output equals sdpa's when one group covers the input."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(
+        family, vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=None,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=s2attn.register())
+    model.train()
+    model.config.s2attn_group_size = 8
+    ids = torch.randint(0, 128, (1, 32), generator=torch.Generator().manual_seed(6))
+    changed = ids.clone()
+    changed[0, 10] = (ids[0, 10] + 1) % 128
+
+    def hidden(x: Any) -> torch.Tensor:
+        with torch.no_grad():
+            return model(x, output_hidden_states=True).hidden_states[1][0]
+
+    diff = (hidden(changed) - hidden(ids)).abs().amax(-1) > 1e-6
+    assert diff[10:16].all() and not diff[:10].any() and not diff[16:].any()
+    with torch.no_grad(), s2attn.group_size(32):
+        s2 = model(ids).logits
+        with s2attn.full_attention():
+            torch.testing.assert_close(s2, model(ids).logits)
