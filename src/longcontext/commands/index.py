@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--index-type",
         choices=("auto", "flat", "hnsw", "ivf-sq8", "ivf-pq"),
         default="auto",
-        help="FAISS index: auto is exact (flat) up to 100,000 chunks, HNSW up to 2,000,000, "
+        help="FAISS index: auto is exact (flat) up to 50,000 chunks, HNSW up to 2,000,000, "
         "then IVF-SQ8; ivf-pq only when asked (see docs/scaling.md)",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON report on stdout")

@@ -4,16 +4,12 @@ Every index holds unit vectors under inner product, so scores are cosine similar
 always keeps the exact vectors too (``vectors.faiss``): an approximate index only proposes
 candidates, which are then scored exactly, and a later ``index`` run reuses exact vectors.
 
-==========  ====================================================  =============================
-type        what it is                                            ``auto`` picks it
-==========  ====================================================  =============================
-flat        ``IndexFlatIP``: every vector compared, exact          up to 100,000 vectors
-hnsw        ``IndexHNSWFlat``, M=32: a proximity graph             100,000 to 2,000,000
-ivf-sq8     ``IndexIVFScalarQuantizer``, 8-bit codes in            above 2,000,000
-            ``4*sqrt(n)`` lists, ``nprobe`` = lists/16
-ivf-pq      ``IndexIVFPQ``, ``dimension/8`` bytes per vector       never (ask for it: least
-                                                                   memory, lowest recall)
-==========  ====================================================  =============================
+- ``flat``: ``IndexFlatIP``, every vector compared (exact); ``auto`` up to 50,000 vectors;
+- ``hnsw``: ``IndexHNSWFlat``, M=32, a proximity graph; ``auto`` from 50,000 to 2,000,000;
+- ``ivf-sq8``: ``IndexIVFScalarQuantizer``, 8-bit codes in ``4*sqrt(n)`` lists, ``nprobe`` =
+  lists/16; ``auto`` above 2,000,000;
+- ``ivf-pq``: ``IndexIVFPQ``, ``dimension/8`` bytes per vector; never picked by ``auto`` (least
+  memory, lowest recall): ask for it.
 
 The IVF types are trained on a seeded sample of at most 64 vectors per list (PQ: at least 16,384,
 for its 256 codes per sub-quantizer).
@@ -32,7 +28,9 @@ from longcontext.rag.embeddings import Matrix
 IndexType = Literal["flat", "hnsw", "ivf-sq8", "ivf-pq"]
 INDEX_TYPES: tuple[IndexType, ...] = ("flat", "hnsw", "ivf-sq8", "ivf-pq")
 CHOICES = ("auto", *INDEX_TYPES)
-FLAT_UP_TO = 100_000  # exact search of 100k x 384 floats: a few ms per question
+# Exact search costs time in proportion to the vectors: about 70 ms a question at 100,000 x 384
+# on 2 busy cores (docs/scaling.md), against under 1 ms for HNSW.
+FLAT_UP_TO = 50_000
 HNSW_UP_TO = 2_000_000  # above, the graph's memory and build time favour IVF
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 64

@@ -118,7 +118,7 @@ def build_index(
             embeddings when the index exists.
         splitter: How to cut documents; defaults to 200-token windows with 40 tokens of overlap.
         progress: Show a progress bar while embedding; None shows it on a terminal only.
-        index_type: ``--index-type``: ``auto`` (exact up to 100,000 chunks, then HNSW, then
+        index_type: ``--index-type``: ``auto`` (exact up to 50,000 chunks, then HNSW, then
             IVF-SQ8 past 2,000,000), ``flat``, ``hnsw``, ``ivf-sq8`` or ``ivf-pq``; see
             :mod:`longcontext.rag.ann`.
 
