@@ -351,3 +351,36 @@ def test_settings_are_checked_before_anything_loads():
         FinetuneConfig("m", 512, group_size=600)
     assert FinetuneConfig("m", 8192).group == 2048  # LongLoRA: a quarter of the length
     assert FinetuneConfig("m", 8192, lora_rank=16).alpha == 32
+
+
+def test_supervised_run_with_padding_trains_through_s2attn(
+    short_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Rows of different lengths in one batch: the padding mask reaches S2-Attn in training."""
+    from longcontext.finetune import FinetuneConfig, finetune, s2attn
+
+    masks: list[Any] = []
+    real = s2attn.s2_attention
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        masks.append(kw.get("attention_mask"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(s2attn, "s2_attention", spy)
+
+    text = PLAY.read_text(encoding="utf-8")
+    records = [
+        {"prompt": text[i : i + 400 + 37 * n], "response": text[i + 500 : i + 600]}
+        for n, i in enumerate(range(0, 8000, 1000))
+    ]
+    data = tmp_path / "sft.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
+    settings = FinetuneConfig(
+        str(short_llama), TARGET, group_size=64, supervised=True, steps=2, batch_size=4,
+        learning_rate=1e-3, warmup_steps=0,
+    )  # fmt: skip
+    result = finetune(settings, data, tmp_path / "out", merge=False)
+    assert result.sequences == len(records) and len(result.losses) == 2
+    assert all(loss == loss and loss > 0 for loss in result.losses)  # finite, not NaN
+    assert (result.adapter / "trainable_params.bin").is_file() and result.merged is None
+    assert masks and all(m is not None and m.dtype == torch.bool for m in masks)
