@@ -122,6 +122,13 @@ def test_a_padding_mask_is_honoured_within_groups():
         atol=1e-5,
         rtol=1e-5,
     )
+    shared = pad[1:]  # one mask broadcast over the batch
+    torch.testing.assert_close(
+        s2attn.s2_attention(q, k, v, group, attention_mask=shared),
+        _reference(q, k, v, group, shared),
+        atol=1e-5,
+        rtol=1e-5,
+    )
     additive = torch.zeros(pad.shape).masked_fill(~pad, torch.finfo(torch.float32).min)
     torch.testing.assert_close(
         s2attn.s2_attention(q, k, v, group, attention_mask=additive),

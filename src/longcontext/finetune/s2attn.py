@@ -178,7 +178,9 @@ def s2_attention(
     Returns ``(B, H, L, D)``.
     """
     _check_group_size(group)
-    heads, length = query.shape[1], query.shape[2]
+    batch, heads, length = query.shape[:3]
+    if attention_mask is not None and attention_mask.shape[0] != batch:  # one mask for all rows
+        attention_mask = attention_mask.expand(batch, -1, -1, -1)
     key, value = _repeat_kv(key, heads), _repeat_kv(value, heads)
     if length <= group:  # one group covers the sequence: plain causal attention
         return _grouped(query, key, value, attention_mask, 0, max(length, 1), scaling, dropout)
