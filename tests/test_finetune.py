@@ -384,3 +384,18 @@ def test_supervised_run_with_padding_trains_through_s2attn(
     assert all(loss == loss and loss > 0 for loss in result.losses)  # finite, not NaN
     assert (result.adapter / "trainable_params.bin").is_file() and result.merged is None
     assert masks and all(m is not None and m.dtype == torch.bool for m in masks)
+
+
+def test_gradient_checkpointing_recomputes_the_same_s2attn(short_llama: Path):
+    """Checkpointed layers are recomputed in the backward pass: with the group on the config
+    they compute the same S2-Attn, so the gradients equal those without checkpointing."""
+    model = _load(_settings(short_llama, lora_dropout=0.0))
+    _step(model)
+    plain = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    _step(model)
+    again = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert plain.keys() == again.keys() and len(plain) > 10
+    for name, grad in plain.items():
+        torch.testing.assert_close(again[name], grad, atol=1e-5, rtol=1e-4, msg=name)
