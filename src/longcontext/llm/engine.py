@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 from longcontext.llm.backends.base import Backend
 from longcontext.llm.errors import ContextWindowExceededError
+from longcontext.llm.gguf import is_gguf
 from longcontext.llm.parallel import Parallelism
 from longcontext.llm.streams import AsyncTextStream, TextStream
 from longcontext.llm.types import Generation, Sampling, SamplingArgs
@@ -38,8 +39,11 @@ class LongContextLLM:
     """A causal language model served past (or within) its training window.
 
     Args:
-        model: a local model directory or a Hugging Face model id. A LongLoRA *merged* checkpoint
-            is just a model directory.
+        model: a local model directory, a Hugging Face model id or a ``.gguf`` file. A LongLoRA
+            *merged* checkpoint is just a model directory. A GGUF loads with its own tokenizer
+            and dequantized weights on transformers; vLLM 0.33 has no GGUF loader, so the vLLM
+            backend serves a model folder exported from it once (cached under
+            ``~/.cache/longcontext/gguf``, or ``gguf_cache_dir=...``).
         context_length: the window to serve. Above the model's own window it needs ``rope``; within
             it nothing is scaled (a log line says so) and the window is capped at this length.
         rope: a RoPE scaling method name (one of ``RopeScaling.METHODS``, e.g. ``"yarn"``; needs
@@ -65,7 +69,8 @@ class LongContextLLM:
         **engine_kwargs: passed to the engine: for vLLM
             ``gpu_memory_utilization``, ``enable_prefix_caching`` (on by default)...; for
             transformers ``device``, ``attn_implementation`` and ``from_pretrained`` arguments.
-            ``merge_cache_dir`` sets where merged LoRA checkpoints are kept.
+            ``merge_cache_dir`` sets where merged LoRA checkpoints are kept,
+            ``gguf_cache_dir`` where folders exported from a GGUF for vLLM are.
 
     Attributes:
         context_window: the real window in tokens (scaled when ``rope`` is set).
@@ -105,8 +110,8 @@ class LongContextLLM:
         self.model = resolve_model(model)
         self.truncate: Truncate = truncate
         self.trust_remote_code = trust_remote_code
-        self.tokenizer = _load_tokenizer(self.model, trust_remote_code)
         config = _load_config(self.model, trust_remote_code)
+        self.tokenizer = _load_tokenizer(self.model, trust_remote_code, config)
         self.rope, self.context_window = _resolve_window(config, context_length, rope)
         self.backend_name = choose_backend(backend)
         parallel.check_engine(self.backend_name)
@@ -122,7 +127,18 @@ class LongContextLLM:
         from longcontext.llm import lora as lora_module
 
         cache_dir = engine_kwargs.pop("merge_cache_dir", None)
+        gguf_cache_dir = engine_kwargs.pop("gguf_cache_dir", None)
         model, plain_lora = self.model, None
+        if lora is not None and is_gguf(self.model):
+            raise ValueError(
+                "LoRA adapters cannot be applied to a GGUF file; load the model's safetensors "
+                "folder instead, or merge the adapter before converting to GGUF"
+            )
+        if self.backend_name == "vllm" and is_gguf(self.model):
+            from longcontext.llm import gguf
+
+            # vLLM 0.33 has no GGUF loader: serve a folder exported from the file (cached).
+            model = str(gguf.export_folder(self.model, cache_dir=gguf_cache_dir))
         if lora is not None:
             adapter = lora_module.inspect_adapter(lora)
             lora_module.check_adapter_fits(self.model, adapter)
@@ -356,17 +372,23 @@ class LongContextLLM:
 
 
 def resolve_model(model: str | os.PathLike[str]) -> str:
-    """A local directory as an absolute path, or a hub id unchanged; a missing path is an error.
+    """A local directory or ``.gguf`` file as an absolute path, or a hub id unchanged; a missing
+    path is an error.
 
     Anything that reads as a filesystem path (a ``PathLike``, absolute, ``./``, ``~`` or with more
     than one ``/``) must exist; ``owner/name`` is taken for a Hugging Face model id.
     """
     text = os.fspath(model)
     path = Path(text).expanduser()
+    if is_gguf(text) and (path.exists() or not isinstance(model, str) or "/" in text):
+        from longcontext.llm import gguf
+
+        return gguf.check_file(path)
     if path.exists():
         if not path.is_dir():
             raise NotADirectoryError(
-                f"model={text!r} is a file; pass the model's directory (with config.json)"
+                f"model={text!r} is a file; pass the model's directory (with config.json) "
+                "or a .gguf file"
             )
         return str(path.resolve())
     looks_like_path = (
@@ -383,9 +405,13 @@ def resolve_model(model: str | os.PathLike[str]) -> str:
     return text
 
 
-def _load_tokenizer(model: str, trust_remote_code: bool) -> Any:
+def _load_tokenizer(model: str, trust_remote_code: bool, config: Any = None) -> Any:
     from transformers import AutoTokenizer
 
+    if is_gguf(model):
+        from longcontext.llm import gguf
+
+        return gguf.load_tokenizer(model, config if config is not None else gguf.load_config(model))
     try:
         return AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:
@@ -395,6 +421,10 @@ def _load_tokenizer(model: str, trust_remote_code: bool) -> Any:
 def _load_config(model: str, trust_remote_code: bool) -> Any:
     from transformers import AutoConfig
 
+    if is_gguf(model):
+        from longcontext.llm import gguf
+
+        return gguf.load_config(model)
     try:
         return AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as error:

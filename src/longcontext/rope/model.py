@@ -1,6 +1,7 @@
 """Read what RoPE scaling needs from a model's configuration, wherever the config comes from.
 
-A local directory is read from its ``config.json`` directly (no transformers import); a model id
+A local directory is read from its ``config.json`` directly (no transformers import), a ``.gguf``
+file from its metadata; a model id
 goes through transformers' ``AutoConfig`` (which honours ``HF_HUB_OFFLINE``); a transformers
 ``PretrainedConfig`` or a plain dict is read as is.
 """
@@ -139,6 +140,12 @@ def _load_config_dict(model: ModelSource) -> dict[str, Any]:
     if isinstance(model, (str, os.PathLike)):
         name = os.fspath(model)
         path = Path(name).expanduser()
+        if path.is_file() and name.lower().endswith(".gguf"):
+            from longcontext.llm import gguf  # the config is in the file's metadata
+
+            # Through the config class: it turns Gemma 3's flat rope_theta into per-type params.
+            loaded_gguf: dict[str, Any] = gguf.load_config(gguf.check_file(path)).to_dict()
+            return loaded_gguf
         if path.is_dir():
             config_file = path / "config.json"
             if not config_file.is_file():

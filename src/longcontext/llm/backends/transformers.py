@@ -127,7 +127,7 @@ class TransformersBackend:
     """Runs a causal LM with ``transformers``: batched with left padding, streamed from a thread.
 
     Args:
-        model: local directory or hub id of the model.
+        model: local directory, hub id or ``.gguf`` file of the model.
         tokenizer: the model's tokenizer (already loaded by the engine).
         rope: RoPE scaling to write into the config (``rope_theta`` kept), or ``None``.
         dtype: ``"auto"`` or a torch dtype name.
@@ -154,10 +154,15 @@ class TransformersBackend:
     ) -> None:
         from transformers import AutoConfig
 
+        from longcontext.llm import gguf
+
         self.tokenizer = tokenizer
         self.device = pick_device(device)
         self.dtype = pick_dtype(dtype, self.device)
-        config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+        if gguf.is_gguf(model):  # the config from the file's metadata, not a config.json
+            config = gguf.load_config(model)
+        else:
+            config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
         if rope is not None:  # rope_parameters with rope_theta kept, and the scaled window
             config = rope.apply_to_hf_config(config)
         if isinstance(attn_implementation, str):
@@ -179,10 +184,14 @@ class TransformersBackend:
     ) -> tuple[Any, str]:
         from transformers import AutoModelForCausalLM
 
+        from longcontext.llm import gguf
+
+        # A GGUF is dequantized into the model (transformers' GGUF loader).
+        load = gguf.load_model if gguf.is_gguf(model) else AutoModelForCausalLM.from_pretrained
         errors: list[str] = []
         for implementation in candidates:
             try:
-                loaded = AutoModelForCausalLM.from_pretrained(
+                loaded = load(
                     model,
                     config=config,
                     dtype=self.dtype,
