@@ -11,7 +11,7 @@ from typing import Any
 
 from longcontext.commands import UsageError, at_least
 
-HELP = "Measure long-context quality: perplexity vs length, passkey retrieval."
+HELP = "Measure long-context quality: perplexity vs length, passkey, needle in a haystack."
 BACKENDS = ("auto", "vllm", "transformers")
 _LENGTH = re.compile(r"(\d+)([kK]?)")
 
@@ -54,6 +54,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--trials", type=at_least(1), default=5, metavar="N", help="prompts per length"
     )
     passkey.add_argument("--seed", type=int, default=0, help="draws the keys and their depths")
+    needle = tasks.add_parser(
+        "needle",
+        help="find a needle sentence at each depth of a real text",
+        description="Needle in a haystack over real text, exact match: accuracy per length "
+        "and depth.",
+    )
+    _common(needle)
+    needle.add_argument(
+        "--haystack", required=True, metavar="FILE", help="the text to hide the needle in"
+    )
+    needle.add_argument(
+        "--depths",
+        default="0,0.25,0.5,0.75,1",
+        metavar="D,D,...",
+        help="needle depths, shares of the haystack (0 = start, 1 = end)",
+    )
+    needle.add_argument(
+        "--trials", type=at_least(1), default=1, metavar="N", help="prompts per length and depth"
+    )
+    needle.add_argument("--seed", type=int, default=0, help="draws the needles' numbers")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -107,21 +127,32 @@ def parse_ropes(text: str) -> list[str]:
     return ropes
 
 
-def _read(path: str) -> str:
+def parse_depths(text: str) -> list[float]:
+    """``"0,0.5,1"`` -> ``[0.0, 0.5, 1.0]``; anything else is a ``UsageError``."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise UsageError(f"--depths {text!r} is empty; pass shares such as 0,0.25,0.5,0.75,1")
+    try:
+        return [float(item) for item in items]
+    except ValueError:
+        raise UsageError(f"--depths {text!r}: pass numbers between 0 and 1") from None
+
+
+def _read(path: str, flag: str = "--text") -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise UsageError(f"--text {path}: no such file") from None
+        raise UsageError(f"{flag} {path}: no such file") from None
     except IsADirectoryError:
-        raise UsageError(f"--text {path}: is a directory, not a file") from None
+        raise UsageError(f"{flag} {path}: is a directory, not a file") from None
     except UnicodeDecodeError as error:
-        raise UsageError(f"--text {path}: not valid UTF-8 (byte {error.start})") from None
+        raise UsageError(f"{flag} {path}: not valid UTF-8 (byte {error.start})") from None
     except OSError as error:
-        raise UsageError(f"--text {path}: {error.strerror or error}") from None
+        raise UsageError(f"{flag} {path}: {error.strerror or error}") from None
 
 
 def run(args: argparse.Namespace) -> int:
-    from longcontext.evaluation import EvaluationError, run_passkey, run_perplexity
+    from longcontext.evaluation import EvaluationError, run_needle, run_passkey, run_perplexity
 
     common: dict[str, Any] = {
         "context_length": args.context_length,
@@ -144,6 +175,19 @@ def run(args: argparse.Namespace) -> int:
                 mode=args.mode,
                 windows_per_length=args.windows,
                 stride=args.stride,
+                **common,
+            )
+        elif args.task == "needle":
+            haystack = _read(args.haystack, "--haystack")
+            depths = parse_depths(args.depths)
+            run_needle(
+                args.model,
+                haystack,
+                lengths,
+                depths,
+                ropes,
+                trials=args.trials,
+                seed=args.seed,
                 **common,
             )
         else:

@@ -50,25 +50,29 @@ def line_plot(
     figure.savefig(os.fspath(path))
 
 
-def heatmap(
+def heatmaps(
     path: str | os.PathLike[str],
-    values: Sequence[Sequence[float]],
+    panels: Mapping[str, Sequence[Sequence[float]]],
     *,
     rows: Sequence[Any],
     columns: Sequence[Any],
-    title: str,
     xlabel: str,
     ylabel: str,
 ) -> None:
-    """A heatmap of ``values[row][column]`` in [0, 1] (accuracy), each cell labelled."""
+    """One heatmap per panel (e.g. per RoPE method) of ``values[row][column]`` in [0, 1]
+    (accuracy), side by side, each cell labelled."""
     figure = _figure()
-    axes = figure.add_subplot()
-    image = axes.imshow(values, vmin=0.0, vmax=1.0, cmap="RdYlGn", aspect="auto")
-    axes.set_xticks(range(len(columns)), [str(c) for c in columns])
-    axes.set_yticks(range(len(rows)), [str(r) for r in rows])
-    for i, line in enumerate(values):
-        for j, value in enumerate(line):
-            axes.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
-    axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    figure.colorbar(image, ax=axes)
+    figure.set_size_inches(max(6.4, 4.2 * len(panels)), 4.2)
+    image = None
+    for index, (name, values) in enumerate(panels.items(), 1):
+        axes = figure.add_subplot(1, len(panels), index)
+        image = axes.imshow(values, vmin=0.0, vmax=1.0, cmap="RdYlGn", aspect="auto")
+        axes.set_xticks(range(len(columns)), [str(c) for c in columns])
+        axes.set_yticks(range(len(rows)), [str(r) for r in rows])
+        for i, line in enumerate(values):
+            for j, value in enumerate(line):
+                axes.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
+        axes.set(title=name, xlabel=xlabel, ylabel=ylabel)
+    if image is not None:
+        figure.colorbar(image, ax=figure.axes)
     figure.savefig(os.fspath(path))
