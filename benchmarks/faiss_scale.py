@@ -64,6 +64,7 @@ def measure(
         chunks=[IndexedChunk("x", i, i + 1, 1, "") for i in range(count)],
         vectors=vectors,
         index_type=kind,
+        index_kind=kind,
         index_params=params,
         _search_index=index,
     )

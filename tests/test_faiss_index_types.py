@@ -81,7 +81,8 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_save_load_round_trip(saved: dict[str, Any], kind: str) -> None:
     before, after, folder = saved[kind]
     manifest = json.loads((folder / MANIFEST).read_text())
-    assert manifest["index"]["type"] == after.index_type == kind
+    assert manifest["index"]["type"] == after.index_kind == before.index_kind == kind
+    assert manifest["index"]["asked"] == after.index_type == kind
     assert manifest["index"]["params"] == after.index_params == before.index_params
     assert (folder / manifest["generation"] / SEARCH).exists() == (kind != "flat")
     np.testing.assert_array_equal(after.vectors, before.vectors)  # exact vectors kept
@@ -105,13 +106,14 @@ def test_recall_at_10_against_exact_search() -> None:
         assert recall >= bound, f"{kind}: recall@10 {recall:.3f} < {bound}"
 
 
-def test_an_index_without_a_type_reads_as_flat(saved: dict[str, Any], tmp_path: Path) -> None:
+def test_an_index_without_a_type_reads_as_auto_flat(saved: dict[str, Any], tmp_path: Path) -> None:
     # Indexes written before index types existed have no "index" in their manifest.
     folder = shutil.copytree(saved["flat"][2], tmp_path / "old")
     manifest = json.loads((folder / MANIFEST).read_text())
     del manifest["index"]
     (folder / MANIFEST).write_text(json.dumps(manifest))
-    assert VectorStore.load(folder).index_type == "flat"
+    loaded = VectorStore.load(folder)
+    assert (loaded.index_type, loaded.index_kind) == ("auto", "flat")  # what it was
 
 
 def tamper(saved: dict[str, Any], kind: str, tmp_path: Path, change: Any) -> Path:
@@ -157,6 +159,7 @@ def _set(path: list[str], value: Any) -> Any:
         ("hnsw", _set(["data", SEARCH, "bytes"], 1 << 40), "more than the"),
         ("ivf-pq", _set(["data", SEARCH, "bytes"], 1 << 40), "more than the"),
         ("hnsw", _set(["index", "type"], "annoy"), "index type 'annoy'"),
+        ("hnsw", _set(["index", "asked"], "annoy"), "asks for index type 'annoy'"),
         ("ivf-sq8", _set(["index", "params", "nlist"], 1 << 30), "nlist=1073741824"),
         ("ivf-sq8", _set(["index", "params"], {"nlist": 4}), "settings"),
         ("flat", _set(["data", SEARCH], {"bytes": 10, "sha256": "0" * 64}), "flat index and"),
@@ -199,12 +202,17 @@ def test_index_command_takes_an_index_type(
     result = run_cli(capsys, "index", folder, "--index", tmp_path / "hnsw", "--index-type", "hnsw")
     assert result.code == 0, result.err
     hnsw, flat = VectorStore.load(tmp_path / "hnsw"), VectorStore.load(built_index.index)
-    assert (hnsw.index_type, flat.index_type) == ("hnsw", "flat")  # auto: flat when small
+    assert (hnsw.index_kind, flat.index_kind) == ("hnsw", "flat")
+    assert flat.index_type == "auto"  # what was asked: flat is what auto picks when small
     for query in hnsw.vectors[:5]:
         assert [h.chunk for h in hnsw.search(query, 5)] == [h.chunk for h in flat.search(query, 5)]
-    # A re-run keeps the type it is given, and an IVF type wants more chunks than these.
-    again = run_cli(capsys, "index", folder, "--index", tmp_path / "hnsw", "--index-type", "hnsw")
-    assert again.code == 0 and VectorStore.load(tmp_path / "hnsw").index_type == "hnsw"
+    # A re-run without --index-type asks what the index asked; an IVF type wants more chunks.
+    (folder / "new.md").write_text("A new document about lighthouses.", encoding="utf-8")
+    again = run_cli(capsys, "index", folder, "--index", tmp_path / "hnsw")
+    assert again.code == 0, again.err
+    assert VectorStore.load(tmp_path / "hnsw").index_kind == "hnsw"
+    back = run_cli(capsys, "index", folder, "--index", tmp_path / "hnsw", "--index-type", "auto")
+    assert back.code == 0 and VectorStore.load(tmp_path / "hnsw").index_kind == "flat"
     refused = run_cli(
         capsys, "index", folder, "--index", tmp_path / "ivf", "--index-type", "ivf-pq"
     )

@@ -101,7 +101,7 @@ def build_index(
     embeddings: str | None = None,
     splitter: SplitterSettings | None = None,
     progress: bool | None = None,
-    index_type: str = "auto",
+    index_type: str | None = None,
 ) -> IndexReport:
     """Chunk, embed and store every text file under ``folder`` in the index at ``index_path``.
 
@@ -120,7 +120,8 @@ def build_index(
         progress: Show a progress bar while embedding; None shows it on a terminal only.
         index_type: ``--index-type``: ``auto`` (exact up to 50,000 chunks, then HNSW, then
             IVF-SQ8 past 2,000,000), ``flat``, ``hnsw``, ``ivf-sq8`` or ``ivf-pq``; see
-            :mod:`longcontext.rag.ann`.
+            :mod:`longcontext.rag.ann`. None asks what the index asked last time (``auto``
+            for a new one).
 
     Raises:
         RagError: The folder is empty or holds no text, the index was built with other
@@ -132,7 +133,7 @@ def build_index(
     settings = (splitter or SplitterSettings()).resolved()
     if index_path.exists() and not index_path.is_dir():
         raise RagError(f"--index {index_path} is a file, not an index folder: give a folder path")
-    if index_type not in ann.CHOICES:
+    if index_type is not None and index_type not in ann.CHOICES:
         raise RagError(f"--index-type {index_type!r} is not one of {', '.join(ann.CHOICES)}")
     with locked(index_path):
         return _build(Path(folder), index_path, embeddings, settings, progress, index_type)
@@ -144,7 +145,7 @@ def _build(
     embeddings: str | None,
     settings: SplitterSettings,
     progress: bool | None,
-    index_type: str = "auto",
+    index_type: str | None = None,
 ) -> IndexReport:
     """:func:`build_index` once it holds the index folder's lock."""
     manifest = read_manifest(index_path)
@@ -213,7 +214,7 @@ def _build(
         files={f.path: f.sha256 for f in corpus.files},
         chunks=chunks,
         vectors=stack(parts, embedder.fingerprint.dimension),
-        index_type=index_type,
+        index_type=index_type or (old.index_type if old else "auto"),
     )
     try:
         store.save(index_path)

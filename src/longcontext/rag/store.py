@@ -96,8 +96,12 @@ class VectorStore:
         files: Content hash of each indexed file, by its path relative to ``corpus``.
         chunks: The chunks, row ``i`` of ``vectors`` belonging to ``chunks[i]``.
         vectors: A float32 array of shape ``(len(chunks), dimension)``.
-        index_type: ``"auto"`` (by size: see :mod:`longcontext.rag.ann`) or one of
-            ``flat``, ``hnsw``, ``ivf-sq8``, ``ivf-pq``; :meth:`save` settles it.
+        index_type: The search index asked for: ``"auto"`` (by size: see
+            :mod:`longcontext.rag.ann`) or one of ``flat``, ``hnsw``, ``ivf-sq8``, ``ivf-pq``.
+            The manifest keeps it, so a later ``index`` run asks the same.
+        index_kind: The type the index has (``auto`` settled by size), once saved, loaded or
+            searched.
+        index_params: The settings of ``index_kind`` (lists, probes, graph degree).
     """
 
     corpus: str
@@ -107,6 +111,7 @@ class VectorStore:
     chunks: list[IndexedChunk] = field(default_factory=list)
     vectors: Matrix = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     index_type: str = "auto"
+    index_kind: str | None = None
     index_params: dict[str, int] = field(default_factory=dict)
     _search_index: Any = field(default=None, repr=False, compare=False)
 
@@ -157,11 +162,12 @@ class VectorStore:
             EmptyIndexError: The index holds no chunks.
         """
         self.check_not_empty()
-        kind = ann.choose(self.index_type, len(self.chunks))
-        if self._search_index is None:
-            params = self.index_params or ann.params_for(kind, *self.vectors.shape)
-            self.index_type, self.index_params = kind, params
-            self._search_index = ann.build(self.vectors, kind, params)
+        if self.index_kind is None:
+            self.index_kind = ann.choose(self.index_type, len(self.chunks))
+            self.index_params = ann.params_for(self.index_kind, *self.vectors.shape)
+        kind = ann.choose(self.index_kind, len(self.chunks))
+        if self._search_index is None:  # built on the first search, kept for the next
+            self._search_index = ann.build(self.vectors, kind, self.index_params)
         vector = np.asarray(query, dtype=np.float32).reshape(1, -1)
         _, found = self._search_index.search(vector, ann.candidates(kind, top_k))
         rows = found[0][found[0] >= 0]  # FAISS pads with -1 past the number of vectors
@@ -190,13 +196,13 @@ class VectorStore:
         }
         kind = ann.choose(self.index_type, len(self.chunks))
         params = ann.params_for(kind, len(self.chunks), self.embeddings.dimension)
-        if (kind, params) != (self.index_type, self.index_params):
-            self._search_index = None  # built for other settings
+        if (kind, params) != (self.index_kind, self.index_params):
+            self._search_index = None  # built for other settings, or none yet
         if kind != "flat":
             if self._search_index is None:
                 self._search_index = ann.build(self.vectors, kind, params)
             data[SEARCH] = faiss.serialize_index(self._search_index).tobytes()
-        self.index_type, self.index_params = kind, params
+        self.index_kind, self.index_params = kind, params
         generation = folder / f"gen-{max(_generations(folder), default=0) + 1}"
         manifest = {
             "format": FORMAT,
@@ -210,7 +216,7 @@ class VectorStore:
             "splitter": self.splitter,
             "chunks": len(self.chunks),
             "files": self.files,
-            "index": {"type": kind, "params": params},
+            "index": {"type": kind, "params": params, "asked": self.index_type},
         }
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -262,7 +268,7 @@ class VectorStore:
     def _read(cls, folder: Path, manifest: dict[str, Any]) -> VectorStore:
         try:
             fingerprint, count, generation = _check_manifest(manifest)
-            kind, params = _check_index(manifest, count, fingerprint.dimension)
+            asked, kind, params = _check_index(manifest, count, fingerprint.dimension)
             chunks_data = _read_checked(folder / generation, CHUNKS, manifest)
             vectors_data = _read_checked(folder / generation, VECTORS, manifest)
             lines = chunks_data.decode("utf-8").split("\n")  # not splitlines: text holds U+2028
@@ -286,7 +292,8 @@ class VectorStore:
             files=manifest["files"],
             chunks=chunks,
             vectors=vectors,
-            index_type=kind,
+            index_type=asked,
+            index_kind=kind,
             index_params=params,
             _search_index=search_index,
         )
@@ -397,18 +404,24 @@ def _check_manifest(manifest: dict[str, Any]) -> tuple[EmbeddingsFingerprint, in
     return fingerprint, count, generation
 
 
-def _check_index(manifest: dict[str, Any], count: int, dimension: int) -> tuple[Any, Any]:
-    """The index type and settings a manifest names (flat when it predates them), with the
-    size it gives the search index bounded by what they allow."""
-    named = manifest.get("index", {"type": "flat", "params": {}})
+def _check_index(
+    manifest: dict[str, Any], count: int, dimension: int
+) -> tuple[str, ann.IndexType, dict[str, int]]:
+    """The index type asked, the one built and its settings, as a manifest names them (flat
+    when it predates them), with the size it gives the search index bounded by what they
+    allow."""
+    named = manifest.get("index", {"type": "flat", "params": {}, "asked": "auto"})
     if not isinstance(named, dict):
         raise ValueError(f"the manifest's index {named!r} is not a type with settings")
     kind = ann.check_params(named.get("type"), named.get("params"), dimension)
     params: dict[str, int] = named["params"]
+    asked = named.get("asked", kind)
+    if asked not in ann.CHOICES:
+        raise ValueError(f"the manifest asks for index type {asked!r}, not one of {ann.CHOICES}")
     if kind == "flat":
         if SEARCH in manifest["data"]:
             raise ValueError(f"the manifest names a flat index and a {SEARCH}")
-        return kind, params
+        return asked, kind, params
     if ann.choose(kind, count) != kind:  # an IVF index over fewer vectors than it trains on
         raise ValueError(f"a {kind} index cannot hold {count} vectors")
     claimed, bound = (
@@ -420,7 +433,7 @@ def _check_index(manifest: dict[str, Any], count: int, dimension: int) -> tuple[
             f"the manifest gives {SEARCH} {claimed!r} bytes, more than the {bound} a {kind} "
             f"index of {count} vectors of {dimension} dimensions can take"
         )
-    return kind, params
+    return asked, kind, params
 
 
 def _search_index(
