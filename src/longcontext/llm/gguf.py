@@ -11,8 +11,9 @@ Speed: for the architectures outside transformers' fast GGUF reader (Gemma 3, Ll
 included: about 25 s for Gemma 3 270M's 262,144 tokens, and ``AutoTokenizer`` does it once more.
 The config is a handful of scalars, so :func:`load_config` reads them with transformers' fast
 metadata reader and maps them with transformers' own GGUF table; the tokenizer is built by its
-concrete class, which reads only the vocabulary arrays. The weights still go through
-``from_pretrained`` (one full read).
+concrete class, which reads only the vocabulary arrays; :func:`load_model` dequantizes the
+tensors with the same maps and processors transformers uses, from a tensor table read without
+the vocabulary. Gemma 3 270M loads in ~15 s of CPU instead of ~90 s.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-#: Architectures whose GGUF config transformers' legacy reader builds by renaming keys alone (no
-#: special case in ``load_gguf_checkpoint``), so the fast path below gives the same config.
-_PLAIN_ARCHITECTURES = frozenset({"llama", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"})
+#: Architectures read by the fast path below: ones whose config transformers' legacy reader
+#: builds by renaming keys alone and whose tensors it renames with no special case, and for which
+#: the fast path was checked equal to it (config, and every tensor bit for bit). Others (a
+#: Mistral GGUF says "llama", for one) go through transformers' own loader.
+_PLAIN_ARCHITECTURES = frozenset({"gemma3"})
 
 
 def is_gguf(model: str | os.PathLike[str]) -> bool:
@@ -133,11 +136,77 @@ def load_tokenizer(path: str, config: Any) -> Any:
 
 def load_model(path: str, config: Any, **kwargs: Any) -> Any:
     """``AutoModelForCausalLM`` from the GGUF, dequantized, with ``config`` (RoPE scaling and
-    all) instead of the file's own; ``kwargs`` go to ``from_pretrained``."""
+    all) instead of the file's own; ``kwargs`` go to ``from_pretrained``.
+
+    The weights are read with transformers' fast metadata reader and gguf's dequantization and
+    renamed by transformers' own GGUF tensor map and processors: the same tensors as
+    ``from_pretrained(gguf_file=...)`` (checked bit for bit on Gemma 3 270M) without its parse
+    of every metadata field (~25 s for Gemma 3's vocabulary). Anything that path cannot read
+    goes through ``from_pretrained(gguf_file=...)``.
+    """
     from transformers import AutoModelForCausalLM
 
+    kwargs.pop("trust_remote_code", None)  # a GGUF carries no code
+    try:
+        return _load_fast(path, config, kwargs)
+    except (ImportError, KeyError, ValueError, NotImplementedError) as error:
+        logger.info("GGUF fast loading failed (%s); using from_pretrained(gguf_file=...)", error)
     folder, name = _split(path)
     return AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, config=config, **kwargs)
+
+
+def _load_fast(path: str, config: Any, kwargs: dict[str, Any]) -> Any:
+    """The model from ``state_dict``: what ``load_gguf_checkpoint(return_tensors=True)`` does,
+    step for step, on a tensor table read without parsing the vocabulary."""
+    import math
+
+    import numpy as np
+    import torch
+    from gguf import GGMLQuantizationType, dequantize
+    from gguf.constants import GGML_QUANT_SIZES
+    from transformers.integrations.gguf.reader import (
+        _mapped,
+        _read_metadata,
+        _read_tensor_table,
+    )
+    from transformers.modeling_gguf_pytorch_utils import (
+        TENSOR_PROCESSORS,
+        TensorProcessor,
+        get_gguf_hf_weights_map,
+    )
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    blob = _mapped(path)
+    metadata, count, pos = _read_metadata(blob, path)
+    entries, pos = _read_tensor_table(blob, count, pos)
+    alignment = int(metadata.get("general.alignment", 32))
+    start = (pos + alignment - 1) // alignment * alignment  # the data section is aligned
+    architecture = str(metadata["general.architecture"])
+    if architecture not in _PLAIN_ARCHITECTURES:
+        raise ValueError(f"architecture {architecture!r} needs transformers' own GGUF loader")
+    model_class: Any = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+    with torch.device("meta"):  # only the parameter names are needed for the name map
+        skeleton = model_class(config)
+    values = config_dict(path)
+    processor_class: Any = TENSOR_PROCESSORS.get(architecture, TensorProcessor)
+    processor = processor_class(config=values)
+    mapping = get_gguf_hf_weights_map(skeleton, processor)  # type: ignore[no-untyped-call]
+    parsed: dict[str, Any] = {"config": values, "tensors": {}}
+    for name, shape, type_id, offset in entries:
+        ggml_type = GGMLQuantizationType(type_id)
+        block_size, type_size = GGML_QUANT_SIZES[ggml_type]
+        size = math.prod(shape) // block_size * type_size
+        raw = np.asarray(blob[start + offset : start + offset + size]).reshape(*shape[:-1], -1)
+        result = processor.process(
+            weights=dequantize(raw, ggml_type),
+            name=name,
+            tensor_key_mapping=mapping,
+            parsed_parameters=parsed,
+        )
+        if result.name is not None and result.name in mapping:
+            parsed["tensors"][mapping[result.name]] = torch.from_numpy(np.copy(result.weights))
+    del skeleton
+    return model_class.from_pretrained(None, config=config, state_dict=parsed["tensors"], **kwargs)
 
 
 def default_cache_dir() -> Path:
