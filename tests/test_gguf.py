@@ -131,8 +131,11 @@ def test_vllm_backend_serves_a_folder_exported_from_the_gguf(
 
 
 def test_bad_gguf_paths_get_one_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        LongContextLLM(tmp_path / "missing.gguf")
+    for missing in (tmp_path / "missing.gguf", "missing.gguf"):  # never taken for a hub id
+        with pytest.raises(FileNotFoundError, match=r"GGUF file .*missing\.gguf' does not exist"):
+            LongContextLLM(missing)
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            read_model_rope(missing)
     fake = tmp_path / "fake.gguf"
     fake.write_bytes(b"not a model")
     with pytest.raises(ValueError, match="GGUF magic bytes"):

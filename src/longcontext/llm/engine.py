@@ -380,7 +380,7 @@ def resolve_model(model: str | os.PathLike[str]) -> str:
     """
     text = os.fspath(model)
     path = Path(text).expanduser()
-    if is_gguf(text) and (path.exists() or not isinstance(model, str) or "/" in text):
+    if is_gguf(text):  # a GGUF is always a local file (download a hub one first)
         from longcontext.llm import gguf
 
         return gguf.check_file(path)

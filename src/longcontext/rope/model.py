@@ -140,7 +140,7 @@ def _load_config_dict(model: ModelSource) -> dict[str, Any]:
     if isinstance(model, (str, os.PathLike)):
         name = os.fspath(model)
         path = Path(name).expanduser()
-        if path.is_file() and name.lower().endswith(".gguf"):
+        if name.lower().endswith(".gguf"):
             from longcontext.llm import gguf  # the config is in the file's metadata
 
             # Through the config class: it turns Gemma 3's flat rope_theta into per-type params.
