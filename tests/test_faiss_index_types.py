@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +219,46 @@ def test_index_command_takes_an_index_type(
         capsys, "index", folder, "--index", tmp_path / "ivf", "--index-type", "ivf-pq"
     )
     assert refused.code == 2 and "--index-type ivf-pq needs at least 256 vectors" in refused.err
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf-sq8"])
+def test_an_array_longer_than_the_file_is_refused_before_faiss_allocates(
+    saved: dict[str, Any], tmp_path: Path, kind: str
+) -> None:
+    """The header agrees, the checksum agrees (a hostile manifest), but an array length inside
+    claims 2**33 entries (tens of GiB): FAISS would allocate them before reading. Loaded in a
+    child process capped at 4 GiB of address space, so a regression fails the test instead of
+    the machine."""
+    count = len(saved[kind][1].chunks)
+
+    def claim(manifest: dict[str, Any], generation: Path) -> bytes:
+        blob = bytearray((generation / SEARCH).read_bytes())
+        if kind == "hnsw":  # the length of the level table, the first 8 bytes equal to count
+            offset = next(
+                o
+                for o in range(ann._HEADER.size + 8, len(blob) - 8)
+                if int.from_bytes(blob[o : o + 8], "little") == count
+            )
+        else:  # the size of inverted list 0: "ilar", nlist, code size, "full", len(sizes)
+            offset = blob.index(b"ilar") + 32
+        blob[offset : offset + 8] = (1 << 33).to_bytes(8, "little")
+        (generation / SEARCH).write_bytes(bytes(blob))
+        return bytes(blob)
+
+    folder = tamper(saved, kind, tmp_path, claim)
+    child = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+        "from longcontext.rag.errors import RagError\n"
+        "from longcontext.rag.store import VectorStore\n"
+        "try:\n"
+        "    VectorStore.load(sys.argv[1])\n"
+        "except RagError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child, str(folder)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("refused:") and "damaged" in done.stdout
+    assert "deserialization" in done.stdout  # FAISS's own limit, not a failed allocation

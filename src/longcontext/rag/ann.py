@@ -143,6 +143,14 @@ def max_bytes(kind: IndexType, params: dict[str, int], count: int, dimension: in
     return base + 2 * (count * (codes + 8) + centroids + tables + params["nlist"] * 16)
 
 
+def table_bytes(kind: IndexType, params: dict[str, int], dimension: int) -> int:
+    """Bytes of the tables FAISS computes when it loads an index (not in the file): IVF-PQ's
+    precomputed distance table, ``nlist x m x 256`` floats, plus a margin."""
+    if kind != "ivf-pq":
+        return 0
+    return params["nlist"] * params["m"] * 256 * 4 + dimension * 4 * 256 + (1 << 20)
+
+
 def check_header(
     data: bytes, kind: IndexType, params: dict[str, int], count: int, dimension: int
 ) -> None:

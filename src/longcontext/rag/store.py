@@ -441,9 +441,7 @@ def _search_index(
 ) -> Any:
     """The approximate index, its header checked first and its contents after FAISS reads it."""
     ann.check_header(data, kind, params, count, dimension)
-    import faiss
-
-    index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+    index = _deserialize(data, ann.table_bytes(kind, params, dimension))
     if (index.d, index.ntotal) != (dimension, count):
         raise ValueError(f"{SEARCH} holds {index.ntotal} vectors of {index.d} dimensions")
     ann.tune(index, kind, params)
@@ -474,10 +472,27 @@ def _vectors(data: bytes, count: int, dimension: int) -> Matrix:
         )
     if not count:
         return np.zeros((0, dimension), dtype=np.float32)
+    index = _deserialize(data)
+    return np.asarray(index.reconstruct_n(0, count), dtype=np.float32)
+
+
+def _deserialize(data: bytes, tables: int = 0) -> Any:
+    """FAISS's reading of ``data``, no array in it allowed more bytes than the file holds (or
+    ``tables``, the lookup tables FAISS computes on load from settings the manifest bounds).
+
+    Past the header, a FAISS file gives the length of each array before its contents, and FAISS
+    allocates that length before reading (up to 1 TiB by default): a file whose checksum agrees
+    with a hostile manifest could still claim gigabytes. Every honest array lies inside the file,
+    so its size is the limit.
+    """
     import faiss
 
-    index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
-    return np.asarray(index.reconstruct_n(0, count), dtype=np.float32)
+    limit = faiss.get_deserialization_vector_byte_limit()
+    faiss.set_deserialization_vector_byte_limit(max(len(data), tables, 1))
+    try:
+        return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+    finally:
+        faiss.set_deserialization_vector_byte_limit(limit)
 
 
 def _generations(folder: Path) -> list[int]:
