@@ -8,7 +8,9 @@ writes it again. Then, within Gemma 3's 32K window (no RoPE scaling applies ther
 
 1. passkey retrieval at 1K, 2K and 4K tokens, ``--trials`` prompts each;
 2. perplexity on the first windows of *A Room with a View* (public domain), 512 to 4K tokens;
-3. a needle (a magic number) at depths 0, 0.5 and 1 of the same novel, at 1K and 2K tokens.
+3. a needle (a magic number) at depths 0, 0.5 and 1 of the same novel, at 1K and 2K tokens;
+4. lost in the middle: 10 key/value pairs, the asked one first, fifth and last, as given and
+   after ``longcontext.reorder``.
 
     python benchmarks/eval_gemma.py [--trials 3] [--windows 1] [--output DIR]
 
@@ -64,7 +66,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=1, help="perplexity windows per length")
     parser.add_argument("--output", type=Path, default=CACHE / "eval-gemma")
     args = parser.parse_args()
-    from longcontext.evaluation import run_needle, run_passkey, run_perplexity
+    from longcontext.evaluation import run_needle, run_passkey, run_perplexity, run_position
 
     model = os.fspath(gemma_folder())
     text = (shared_dir() / "data" / "corpora" / "room_with_a_view.txt").read_text()
@@ -74,7 +76,8 @@ def main() -> None:
         model, text, [512, 1024, 2048, 4096], ["none"], windows_per_length=args.windows, **common
     )
     run_needle(model, text, [1024, 2048], [0.0, 0.5, 1.0], ["none"], **common)
-    for name in ("passkey.md", "perplexity.md", "needle.md"):
+    run_position(model, 10, [0, 4, 9], ["none"], **common)
+    for name in ("passkey.md", "perplexity.md", "needle.md", "position.md"):
         print((args.output / name).read_text())
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from longcontext.commands import UsageError, at_least
 
-HELP = "Measure long-context quality: perplexity vs length, passkey, needle in a haystack."
+HELP = "Measure long-context quality: perplexity vs length, passkey, needle, lost in the middle."
 BACKENDS = ("auto", "vllm", "transformers")
 _LENGTH = re.compile(r"(\d+)([kK]?)")
 
@@ -74,16 +74,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--trials", type=at_least(1), default=1, metavar="N", help="prompts per length and depth"
     )
     needle.add_argument("--seed", type=int, default=0, help="draws the needles' numbers")
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="model directory or Hugging Face id")
-    parser.add_argument(
-        "--lengths",
-        required=True,
-        metavar="N,N,...",
-        help="context lengths in tokens, comma-separated (1k = 1024)",
+    position = tasks.add_parser(
+        "position",
+        help="lost in the middle: key-value retrieval by position, with and without reorder",
+        description="Key-value retrieval with the asked pair at each position, as given and "
+        "after longcontext.reorder (Liu et al. 2023): accuracy per position.",
     )
+    _common(position, lengths=False)
+    position.add_argument(
+        "--documents", type=at_least(2), default=20, metavar="K", help="key/value pairs"
+    )
+    position.add_argument(
+        "--positions",
+        default=None,
+        metavar="P,P,...",
+        help="positions of the asked pair, 0-based (default: first, quarters, middle, last)",
+    )
+    position.add_argument(
+        "--noise", type=float, default=0.5, help="spread of the retrieval scores given to reorder"
+    )
+    position.add_argument("--trials", type=at_least(1), default=1, metavar="N")
+    position.add_argument("--seed", type=int, default=0, help="draws the keys, values, scores")
+
+
+def _common(parser: argparse.ArgumentParser, lengths: bool = True) -> None:
+    parser.add_argument("model", metavar="MODEL", help="model directory or Hugging Face id")
+    if lengths:
+        parser.add_argument(
+            "--lengths",
+            required=True,
+            metavar="N,N,...",
+            help="context lengths in tokens, comma-separated (1k = 1024)",
+        )
     parser.add_argument(
         "--rope",
         default="none",
@@ -138,6 +160,15 @@ def parse_depths(text: str) -> list[float]:
         raise UsageError(f"--depths {text!r}: pass numbers between 0 and 1") from None
 
 
+def _positions(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise UsageError(f"--positions {text!r}: pass 0-based indexes such as 0,9,19") from None
+
+
 def _read(path: str, flag: str = "--text") -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
@@ -152,7 +183,13 @@ def _read(path: str, flag: str = "--text") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from longcontext.evaluation import EvaluationError, run_needle, run_passkey, run_perplexity
+    from longcontext.evaluation import (
+        EvaluationError,
+        run_needle,
+        run_passkey,
+        run_perplexity,
+        run_position,
+    )
 
     common: dict[str, Any] = {
         "context_length": args.context_length,
@@ -163,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.device:
         common["device"] = args.device
-    lengths, ropes = parse_lengths(args.lengths), parse_ropes(args.rope)
+    ropes = parse_ropes(args.rope)
+    lengths = parse_lengths(args.lengths) if args.task != "position" else []
     try:
         if args.task == "perplexity":
             texts = [_read(path) for path in args.text]
@@ -187,6 +225,17 @@ def run(args: argparse.Namespace) -> int:
                 depths,
                 ropes,
                 trials=args.trials,
+                seed=args.seed,
+                **common,
+            )
+        elif args.task == "position":
+            run_position(
+                args.model,
+                args.documents,
+                _positions(args.positions),
+                ropes,
+                trials=args.trials,
+                noise=args.noise,
                 seed=args.seed,
                 **common,
             )
