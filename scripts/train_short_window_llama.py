@@ -12,7 +12,7 @@ tokenizer.json...) that ``AutoModelForCausalLM``, vLLM and ``longcontext.LongCon
 plus ``heldout.txt`` (the last ``--holdout`` share of each training file, never trained on: score
 perplexity on it) and ``training.json`` (the arguments, the losses and the time).
 
-    python scripts/train_short_window_llama.py                       # ~3 minutes on 2 cores
+    python scripts/train_short_window_llama.py                       # ~8 minutes on 2 cores
     python scripts/train_short_window_llama.py --minutes 10 --layers 6 --hidden 192
     python scripts/train_short_window_llama.py --steps 5 --max-chars 20000 --output /tmp/x  # smoke
 
@@ -29,13 +29,20 @@ Arguments (defaults in brackets):
     --rope-theta X      RoPE base [10000]
     --batch N           sequences per step [32]
     --lr X              peak AdamW learning rate (warm-up, then cosine decay) [3e-3]
-    --steps N           optimizer steps [400]; --minutes M stops earlier at M minutes [4]
+    --steps N           optimizer steps [600]; --minutes M stops earlier at M minutes [10]
     --threads N         torch CPU threads [1: on a shared 2-core machine more threads
                         oversubscribe the cores and run several times slower]
     --seed N            [0]
 
 Each step trains on ``--batch`` windows starting at random token offsets; every window begins
 with the BOS token, as the tokenizer's encodings do, so position 0 is always BOS.
+
+Measured with the defaults on a 2-core machine shared with other jobs (2026-11-29): 1.1M
+parameters, 152K training tokens seen 16 times over (2.46M), 600 steps in 481 s; training loss
+7.64 -> 3.01, held-out loss 4.74 at the 128-token window (perplexity 115: the corpus is small
+and the model overfits it). Held-out perplexity of 8 disjoint windows, no fine-tuning:
+128 tokens 84.7; 512 tokens: unscaled 140, linear 189, dynamic NTK 135, YaRN 143; 1024 tokens:
+unscaled 142, linear 212, dynamic NTK 126, YaRN 139.
 """
 
 from __future__ import annotations
@@ -75,8 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rope-theta", type=float, default=10000.0)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--minutes", type=float, default=4.0)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
