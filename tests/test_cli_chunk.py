@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -172,15 +173,26 @@ def test_version() -> None:
     assert result.stdout.strip() == f"longcontext {longcontext.__version__}"
 
 
+def _parsers(
+    name: str, parser: argparse.ArgumentParser
+) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    """Every (sub)command's parser, nested ones (``eval perplexity``) included."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                yield from _parsers(f"{name} {sub_name}".strip(), sub)
+
+
 def test_every_option_shows_its_default_in_help() -> None:
-    parser = build_parser()
-    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    assert set(subparsers.choices) == {"chunk", "index", "ask"}
-    for name, sub in subparsers.choices.items():
+    parsers = dict(_parsers("", build_parser()))
+    commands = {"chunk", "index", "ask", "eval", "finetune", "serve-args"}
+    assert commands | {"eval perplexity", "eval passkey"} <= set(parsers)
+    for name, sub in parsers.items():
         formatter = sub._get_formatter()
         for action in sub._actions:
             shown = action.help is not argparse.SUPPRESS
             valued = action.option_strings and action.nargs != 0 and not action.required
-            if shown and valued:
+            if shown and valued and action.dest != "help":
                 text = formatter._expand_help(action)  # the help as printed, %(default)s filled
                 assert "default" in text, f"longcontext {name} {action.option_strings[0]}: {text}"

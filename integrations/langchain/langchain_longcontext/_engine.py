@@ -43,6 +43,14 @@ class EngineSettings(BaseModel):
     """Allow the model's own Python code from its repository to run."""
     truncate: Literal["error", "left", "middle"] = _LOAD["truncate"]
     """What to do with a prompt longer than the window: raise, or cut from the left or middle."""
+    tensor_parallel_size: int = _LOAD["tensor_parallel_size"]
+    """GPUs each layer is split across (vLLM)."""
+    pipeline_parallel_size: int = _LOAD["pipeline_parallel_size"]
+    """Stages the layers are split into, one GPU group each (vLLM)."""
+    data_parallel_size: int = _LOAD["data_parallel_size"]
+    """Engine replicas (vLLM; above 1 only with the ``"external_launcher"`` executor backend)."""
+    distributed_executor_backend: str | None = _LOAD["distributed_executor_backend"]
+    """How vLLM starts its workers: ``"mp"``, ``"ray"`` (across machines), ``"uni"``, ..."""
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra arguments for the backend, e.g. ``gpu_memory_utilization`` for vLLM."""
     engine: LongContextLLM | None = Field(default=None, exclude=True)

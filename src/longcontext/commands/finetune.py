@@ -75,7 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--supervised", action="store_true", help="prompt/response JSONL, loss on the response"
     )
     parser.add_argument(
-        "--resume", metavar="ADAPTER", help="continue training an adapter of this base"
+        "--resume",
+        metavar="ADAPTER",
+        help="continue training an adapter of this base (default: start a new one)",
     )
     parser.add_argument("--no-merge", action="store_true", help="write the adapter only")
     parser.add_argument(

@@ -50,8 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "flat", "hnsw", "ivf-sq8", "ivf-pq"),
         default=None,
         help="FAISS index: auto is exact (flat) up to 50,000 chunks, HNSW up to 2,000,000, "
-        "then IVF-SQ8; ivf-pq only when asked (see docs/scaling.md). Default: what the index "
-        "asked last time, auto for a new one",
+        "then IVF-SQ8; ivf-pq only when asked, see docs/scaling.md (default: what the index "
+        "asked last time, auto for a new one)",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON report on stdout")
     add_deprecated_alias(parser, "--overlap", "--chunk-overlap", "chunk_overlap", type=at_least(0))

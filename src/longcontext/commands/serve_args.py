@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rope",
         choices=RopeScaling.METHODS,
         default=None,
-        help="RoPE scaling method, needed when N is past the model's window",
+        help="RoPE scaling method, needed when N is past the model's window (default: none)",
     )
     parallel = parser.add_argument_group("parallelism (see docs/scaling.md)")
     for name, short, what in (
@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--distributed-executor-backend",
         choices=EXECUTOR_BACKENDS,
         default=None,
-        help="how workers start: mp (one machine), ray (a Ray cluster, across machines)...",
+        help="how workers start: mp (one machine), ray (a Ray cluster, across machines)... "
+        "(default: vLLM's choice)",
     )
     parser.add_argument(
         "--trust-remote-code", action="store_true", help="passed on to vllm serve as given"

@@ -128,6 +128,21 @@ class LongContextLLM(LLM):
         default=_LOAD["truncate"],
         description="A prompt over the window: raise, or cut left or middle.",
     )
+    tensor_parallel_size: int = Field(
+        default=_LOAD["tensor_parallel_size"], description="GPUs each layer is split across (vLLM)."
+    )
+    pipeline_parallel_size: int = Field(
+        default=_LOAD["pipeline_parallel_size"],
+        description="Stages the layers are split into, one GPU group each (vLLM).",
+    )
+    data_parallel_size: int = Field(
+        default=_LOAD["data_parallel_size"],
+        description="Engine replicas (vLLM; above 1 only with the external_launcher backend).",
+    )
+    distributed_executor_backend: str | None = Field(
+        default=_LOAD["distributed_executor_backend"],
+        description="How vLLM starts its workers: 'mp', 'ray' (across machines), 'uni', ...",
+    )
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra backend arguments (e.g. gpu_memory_utilization)."
     )
