@@ -4,6 +4,7 @@ tiny model saved as a LongLoRA adapter and a merged checkpoint that load to the 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,36 @@ def test_adapter_and_merged_folder_give_the_same_logits(
         c = base._backend.model(ids).logits
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(a, c, atol=1e-3)  # the run changed the model
+
+
+def test_a_finetune_adapter_brings_its_window(run: Any, short_llama: Path, tmp_path: Path):
+    from longcontext.llm import LongContextLLM
+    from longcontext.llm.lora import RUN_FILE
+
+    llm = LongContextLLM(
+        str(short_llama),
+        lora=run.adapter,
+        backend="transformers",
+        device="cpu",
+        merge_cache_dir=tmp_path,
+    )
+    assert llm.context_window == TARGET
+    assert llm.rope is not None and llm.rope.method == "linear"
+    # Asked for explicitly, the caller's setting wins.
+    shorter = LongContextLLM(
+        str(short_llama),
+        lora=run.adapter,
+        context_length=WINDOW,
+        backend="transformers",
+        device="cpu",
+        merge_cache_dir=tmp_path,
+    )
+    assert shorter.context_window == WINDOW
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run.adapter, damaged)
+    (damaged / RUN_FILE).write_text("{", encoding="utf-8")
+    with pytest.raises(ValueError, match="is damaged"):
+        LongContextLLM(str(short_llama), lora=damaged, backend="transformers", device="cpu")
 
 
 # -- the command line -----------------------------------------------------------------------

@@ -18,12 +18,10 @@ from typing import Any
 
 from longcontext.finetune import s2attn
 from longcontext.finetune.config import FinetuneConfig, merged_rope_config
-from longcontext.llm.lora import TRAINABLE_PARAMS, check_adapter_fits, inspect_adapter
+from longcontext.llm.lora import RUN_FILE, TRAINABLE_PARAMS, check_adapter_fits, inspect_adapter
 from longcontext.rope import RopeScaling
 
 logger = logging.getLogger(__name__)
-
-RUN_FILE = "longcontext_finetune.json"  # how the adapter was trained: base, length, rope, groups
 
 
 def pick_dtype(name: str) -> Any:

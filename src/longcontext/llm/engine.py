@@ -51,7 +51,9 @@ class LongContextLLM:
         backend: ``"vllm"``, ``"transformers"`` or ``"auto"`` (vLLM when it imports and a CUDA
             device exists, else transformers).
         lora: a LoRA adapter directory: a plain peft adapter, a peft adapter with
-            ``modules_to_save`` or a LongLoRA adapter (with ``trainable_params.bin``).
+            ``modules_to_save`` or a LongLoRA adapter (with ``trainable_params.bin``). An
+            adapter made by ``longcontext finetune`` also brings the ``context_length`` and
+            ``rope`` it was trained for, when neither is given.
         dtype: ``"auto"`` or a dtype name such as ``"bfloat16"``.
         trust_remote_code: run code shipped with the model; off unless asked.
         truncate: what to do with a prompt that does not fit the window minus ``max_tokens``:
@@ -110,6 +112,10 @@ class LongContextLLM:
         self.model = resolve_model(model)
         self.truncate: Truncate = truncate
         self.trust_remote_code = trust_remote_code
+        if lora is not None and context_length is None and rope is None:
+            from longcontext.llm.lora import trained_window
+
+            context_length, rope = trained_window(lora)  # a finetune adapter knows its window
         config = _load_config(self.model, trust_remote_code)
         self.tokenizer = _load_tokenizer(self.model, trust_remote_code, config)
         self.rope, self.context_window = _resolve_window(config, context_length, rope)

@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 TRAINABLE_PARAMS = "trainable_params.bin"  # LongLoRA: embeddings and norms trained in full
+# Written by `longcontext finetune`: how the adapter was trained, and the window it serves.
+RUN_FILE = "longcontext_finetune.json"
 _PEFT_PREFIX = "base_model.model."
 _HASH_BLOCK = 1 << 20  # bytes hashed at a time
 
@@ -342,3 +344,24 @@ def _copy_tokenizer(base: str, adapter: Adapter, out: Path, trust_remote_code: b
     source = str(adapter.path) if has_own else base
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     tokenizer.save_pretrained(str(out))
+
+
+def trained_window(adapter: str | os.PathLike[str]) -> tuple[int | None, str | None]:
+    """The context length and RoPE method an adapter made by ``longcontext finetune`` was trained
+    for, so that loading it serves what it learned; ``(None, None)`` for any other adapter.
+
+    Raises:
+        ValueError: The adapter's ``longcontext_finetune.json`` is unreadable.
+    """
+    path = Path(adapter) / RUN_FILE
+    if not path.is_file():
+        return None, None
+    try:
+        serve = json.loads(path.read_text(encoding="utf-8"))["serve"]
+        length, rope = serve["context_length"], serve.get("rope")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"{path} is damaged ({exc!r}): pass context_length= and rope= yourself, or "
+            "fine-tune the adapter again"
+        ) from exc
+    return int(length), None if rope is None else str(rope)
