@@ -9,10 +9,10 @@ writes it again. Then, within Gemma 3's 32K window (no RoPE scaling applies ther
 1. passkey retrieval at 1K, 2K and 4K tokens, ``--trials`` prompts each;
 2. perplexity on the first windows of *A Room with a View* (public domain), 512 to 4K tokens;
 3. a needle (a magic number) at depths 0, 0.5 and 1 of the same novel, at 1K and 2K tokens;
-4. lost in the middle: 10 key/value pairs, the asked one first, fifth and last, as given and
-   after ``longcontext.reorder``.
+4. lost in the middle: 10 key/value pairs, the asked one at positions 0, 2, 5, 7 and 9,
+   ``--position-trials`` draws each, as given and after ``longcontext.reorder``.
 
-    python benchmarks/eval_gemma.py [--trials 3] [--windows 1] [--output DIR]
+    python benchmarks/eval_gemma.py [--trials 5] [--windows 1] [--position-trials 8] [--output DIR]
 
 Tables, rows and plots land in ``--output``; docs/evaluation.md reports what it printed.
 """
@@ -62,8 +62,11 @@ def gemma_folder(folder: Path = CACHE / "gemma3-270m") -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=5, help="passkey prompts per length")
     parser.add_argument("--windows", type=int, default=1, help="perplexity windows per length")
+    parser.add_argument(
+        "--position-trials", type=int, default=8, help="lost-in-the-middle draws per position"
+    )
     parser.add_argument("--output", type=Path, default=CACHE / "eval-gemma")
     args = parser.parse_args()
     from longcontext.evaluation import run_needle, run_passkey, run_perplexity, run_position
@@ -76,7 +79,7 @@ def main() -> None:
         model, text, [512, 1024, 2048, 4096], ["none"], windows_per_length=args.windows, **common
     )
     run_needle(model, text, [1024, 2048], [0.0, 0.5, 1.0], ["none"], **common)
-    run_position(model, 10, [0, 4, 9], ["none"], **common)
+    run_position(model, 10, [0, 2, 5, 7, 9], ["none"], trials=args.position_trials, **common)
     for name in ("passkey.md", "perplexity.md", "needle.md", "position.md"):
         print((args.output / name).read_text())
 
