@@ -247,4 +247,5 @@ def write_report(
         title=f"Passkey retrieval: {os.path.basename(model.rstrip('/')) or model}",
         xlabel="context length (tokens)",
         ylabel="accuracy",
+        y_range=(-0.05, 1.05),
     )

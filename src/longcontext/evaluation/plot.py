@@ -30,9 +30,11 @@ def line_plot(
     log_y: bool = False,
     vline: float | None = None,
     vline_label: str = "",
+    y_range: tuple[float, float] | None = None,
 ) -> None:
     """One line per series of ``(x, y)`` points (sorted by x) into a PNG at ``path``;
-    ``vline`` marks an x such as the model's own window."""
+    ``vline`` marks an x such as the model's own window; ``y_range`` fixes the y axis (an
+    accuracy is drawn on 0-1, so all-correct does not zoom into a flat line)."""
     figure = _figure()
     axes = figure.add_subplot()
     for name, points in series.items():
@@ -44,6 +46,8 @@ def line_plot(
         axes.set_xscale("log", base=2)
     if log_y:
         axes.set_yscale("log")
+    if y_range is not None:
+        axes.set_ylim(*y_range)
     axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
     axes.grid(True, alpha=0.3)
     axes.legend()

@@ -229,5 +229,6 @@ def write_report(
         title=f"Lost in the middle: {os.path.basename(model.rstrip('/')) or model}",
         xlabel="position of the asked pair (as given)",
         ylabel="accuracy",
+        y_range=(-0.05, 1.05),
         log_x=False,
     )
