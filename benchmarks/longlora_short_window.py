@@ -16,7 +16,7 @@ trained on). The merged checkpoint of each run carries the linear scaling in its
 scored with ``--rope none`` (no further scaling). Writes ``longlora-short-window.json`` and
 ``.png`` to ``--out`` and prints the Markdown table.
 
-    python benchmarks/longlora_short_window.py [--steps 50] [--batch-size 4] [--out docs/finetune]
+    python benchmarks/longlora_short_window.py [--steps 150] [--batch-size 4] [--out docs/finetune]
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--length", type=int, default=512, help="target context length")
     parser.add_argument("--lengths", default="128,256,512", help="lengths to score")
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--warmup-steps", type=int, default=5)
