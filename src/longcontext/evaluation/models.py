@@ -186,3 +186,9 @@ class Models:
         if self._llm is not None:
             self._llm.close()
         self._llm = self._setting = None
+
+    def __enter__(self) -> Models:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

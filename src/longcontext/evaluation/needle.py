@@ -193,7 +193,7 @@ def run_needle(
             "completion": generation.text,
         }
 
-    try:
+    with pool:
         rows = common.sweep(
             points,
             results,
@@ -203,8 +203,6 @@ def run_needle(
             desc=TASK,
             progress=progress,
         )
-    finally:
-        pool.close()
     if files:
         assert results is not None
         write_report(results.rows, files[1], files[2], model=os.fspath(model))

@@ -192,7 +192,7 @@ def run_passkey(
             "completion": generation.text,
         }
 
-    try:
+    with pool:
         rows = common.sweep(
             points,
             results,
@@ -202,8 +202,6 @@ def run_passkey(
             desc=TASK,
             progress=progress,
         )
-    finally:
-        pool.close()
     if files:
         assert results is not None
         write_report(results.rows, files[1], files[2], model=os.fspath(model))

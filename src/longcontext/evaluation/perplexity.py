@@ -119,7 +119,7 @@ def run_perplexity(
         measured[setting, n] = row
         return dict(row)
 
-    try:
+    with pool:
         rows = common.sweep(
             points,
             results,
@@ -129,8 +129,6 @@ def run_perplexity(
             desc=TASK,
             progress=progress,
         )
-    finally:
-        pool.close()
     if files:
         assert results is not None
         write_report(

@@ -171,7 +171,7 @@ def run_position(
             "correct": got == prompt.value,
         }
 
-    try:
+    with pool:
         rows = common.sweep(
             points,
             results,
@@ -184,8 +184,6 @@ def run_position(
             desc=TASK,
             progress=progress,
         )
-    finally:
-        pool.close()
     if files:
         assert results is not None
         write_report(results.rows, files[1], files[2], model=os.fspath(model))
