@@ -186,7 +186,8 @@ def test_cli_writes_the_three_files(model_dir: Path, tmp_path: Path) -> None:
          "length 512 is above --context-length 256"),
         (["--lengths", "64", "--mode", "sliding", "--stride", "64"],
          "stride 64 must be between 1 and 63"),
-        (["--lengths", "64", "--backend", "vllm"], "pass --backend transformers"),
+        (["--lengths", "512", "--backend", "vllm"], "measure that baseline with --backend "
+         "transformers"),
     ],
 )  # fmt: skip
 def test_cli_bad_input_is_one_line(

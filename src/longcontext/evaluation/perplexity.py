@@ -53,7 +53,8 @@ def run_perplexity(
         windows_per_length: the most windows scored at each length (fewer when the text is short).
         stride: the step of ``sliding`` windows (default: half the length).
         context_length: one window to scale to for every length instead of one per length.
-        backend: ``"auto"`` or ``"transformers"`` (on CPU or GPU): scoring needs transformers.
+        backend: ``"auto"``, ``"transformers"`` (CPU or GPU) or ``"vllm"`` (prompt
+            log-probabilities; the unscaled baseline past the window needs transformers).
         output: a folder for ``perplexity.jsonl``, ``.md`` and ``.png`` (resumed when present).
         progress: a progress bar on a terminal, plain lines otherwise.
         **engine_kwargs: more ``LongContextLLM`` arguments (``dtype``, ``device``...).
@@ -72,12 +73,9 @@ def run_perplexity(
         raise EvaluationError(f"windows must be at least 1, got {windows_per_length}")
     if not documents or not any(doc.strip() for doc in documents):
         raise EvaluationError("the text is empty; pass a long document to score")
-    if backend == "vllm":
-        raise EvaluationError(
-            "perplexity scores tokens with the transformers backend (CPU or GPU); vLLM only "
-            "generates: pass --backend transformers"
-        )
     window = models.model_window(model)
+    if "none" in ropes and max(lengths) > window and context_length is None:
+        _check_unscaled_past_window(backend, window)
     strides = {n: _stride(mode, stride, n) for n in lengths}
     settings = {
         (rope, n): models.plan(
@@ -104,7 +102,7 @@ def run_perplexity(
     ]
     files = common.output_files(output, TASK)
     results = ResultsFile(files[0], KEY) if files else None
-    pool = models.Models(model, "transformers", **engine_kwargs)
+    pool = models.Models(model, backend, **engine_kwargs)
     cuts: dict[int, list[Window]] = {}
     measured: dict[tuple[models.Setting, int], Row] = {}
 
@@ -135,6 +133,19 @@ def run_perplexity(
             results.rows, files[1], files[2], model=os.fspath(model), mode=mode, window=window
         )
     return rows
+
+
+def _check_unscaled_past_window(backend: str, window: int) -> None:
+    """vLLM refuses prompts longer than the window it serves, so the unscaled model cannot be
+    run past its window there; transformers extrapolates as the model would."""
+    from longcontext.llm.engine import choose_backend
+
+    if backend == "vllm" or (backend == "auto" and choose_backend("auto") == "vllm"):
+        raise EvaluationError(
+            f"--rope none past the model's window of {window} tokens: vLLM refuses prompts "
+            "longer than the window it serves; measure that baseline with --backend "
+            "transformers, or drop 'none' from --rope"
+        )
 
 
 def _stride(mode: str, stride: int | None, length: int) -> int | None:

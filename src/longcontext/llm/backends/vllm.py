@@ -78,6 +78,37 @@ def sampling_params(sampling: Sampling, *, delta: bool = False) -> Any:
     )
 
 
+def score_params() -> Any:
+    """``vllm.SamplingParams`` that score a prompt: the log-probability of each prompt token
+    (``prompt_logprobs=0``: the token itself, no alternatives) and one throwaway token."""
+    from vllm import SamplingParams
+
+    return SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
+
+
+def prompt_loglikelihoods(output: Any, ids: Sequence[int], first: int) -> list[float]:
+    """The log-likelihood of each token ``ids[first:]`` in a ``vllm.RequestOutput`` made with
+    :func:`score_params`.
+
+    ``prompt_logprobs[i]`` maps token ids to the ``Logprob`` of position ``i`` given the tokens
+    before it; position 0 has none. vLLM always includes the prompt's own token.
+    """
+    rows = output.prompt_logprobs
+    if rows is None or len(rows) != len(ids):
+        raise RuntimeError(
+            f"vLLM returned {0 if rows is None else len(rows)} prompt log-probabilities for "
+            f"{len(ids)} tokens; was the request made with score_params()?"
+        )
+    scores = []
+    for position in range(first, len(ids)):
+        row = rows[position]
+        entry = row.get(ids[position]) if row is not None else None
+        if entry is None:
+            raise RuntimeError(f"vLLM gave no log-probability for prompt token {position}")
+        scores.append(float(entry.logprob))
+    return scores
+
+
 def to_generation(output: Any) -> Generation:
     """A finished ``vllm.RequestOutput`` as a ``Generation``."""
     completion = output.outputs[0]
@@ -178,6 +209,22 @@ class VLLMBackend:
                 lora_request=self.lora_request,
             )
         return [to_generation(output) for output in outputs]
+
+    def score(self, ids: Sequence[int], first: int = 1) -> list[float]:
+        """Natural-log likelihood of each token ``ids[first:]`` given every token before it,
+        from vLLM's prompt log-probabilities (computed in chunks of positions, so the
+        ``[len x vocab]`` logits never exist at once). The prompt must fit the served window:
+        vLLM refuses longer ones."""
+        if not 1 <= first < len(ids):
+            raise ValueError(f"first={first} must lie in [1, {len(ids)}) for {len(ids)} ids")
+        with self._sync:
+            [output] = self.llm.generate(
+                [{"prompt_token_ids": list(ids)}],
+                score_params(),
+                use_tqdm=False,
+                lora_request=self.lora_request,
+            )
+        return prompt_loglikelihoods(output, ids, first)
 
     def stream(self, prompt: list[int], sampling: Sampling) -> Iterator[str | Generation]:
         """Step the sync engine and yield each new piece of text, then the ``Generation``."""

@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""The evaluation suite on one GPU through vLLM, in about ten minutes: the real curves.
+
+Runs ``longcontext eval`` four times on a real model (default: Llama 3 8B base, an 8K window,
+so its stretch is visible) with vLLM, each task under its own time limit, and writes every
+task's JSONL, Markdown table and plot under ``--output`` (a rerun skips the points already
+measured, so a run cut short by its limit resumes):
+
+1. ``perplexity``: sliding-window perplexity (stride 256, as in the YaRN paper) at 4K-32K, one
+   curve per method, each method scaled once to the longest length (``--context-length``); the
+   unscaled baseline past the window runs on transformers, since vLLM refuses prompts longer
+   than the window it serves;
+2. ``passkey`` at 4K-32K with YaRN;
+3. ``needle`` at 8K-32K over five depths with YaRN;
+4. ``position``: 30 key-value pairs, with and without ``longcontext.reorder``.
+
+    python scripts/gpu_eval.py --model /models/Meta-Llama-3-8B --output gpu-eval/
+    python scripts/gpu_eval.py --dry-run          # print the commands, run nothing
+
+The text scored and searched is the shared corpora (``../shared/data/corpora``), about 200K
+Llama 3 tokens; pass ``--text`` for another (PG19 or Proof-pile books, as the papers use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPORA = ROOT.parent / "shared" / "data" / "corpora"
+DEFAULT_MODEL = "meta-llama/Meta-Llama-3-8B"
+LONGEST = 32768
+
+
+def commands(model: str, text: list[str], output: str, longest: int) -> list[tuple[str, list[str]]]:
+    """Each step's name and ``longcontext`` arguments."""
+    lengths = ",".join(str(n) for n in (4096, 8192, 16384, longest) if n <= longest)
+    common = ["--dtype", "bfloat16", "--output", output]
+    return [
+        (
+            "perplexity, scaled (vLLM)",
+            ["eval", "perplexity", model, "--text", *text, "--lengths", lengths]
+            + ["--rope", "linear,dynamic,yarn", "--context-length", str(longest)]
+            + ["--mode", "sliding", "--stride", "256", "--windows", "2", "--backend", "vllm"]
+            + common,
+        ),
+        (
+            "perplexity, unscaled baseline (transformers on the GPU)",
+            ["eval", "perplexity", model, "--text", *text, "--lengths", "4096,8192,16384"]
+            + ["--rope", "none", "--mode", "sliding", "--stride", "256", "--windows", "2"]
+            + ["--backend", "transformers", "--device", "cuda"]
+            + common,
+        ),
+        (
+            "passkey",
+            ["eval", "passkey", model, "--lengths", lengths, "--rope", "yarn"]
+            + ["--context-length", str(longest), "--trials", "5", "--backend", "vllm"]
+            + common,
+        ),
+        (
+            "needle",
+            ["eval", "needle", model, "--haystack", text[0], "--lengths", f"8192,{longest}"]
+            + ["--rope", "yarn", "--context-length", str(longest), "--backend", "vllm"]
+            + common,
+        ),
+        (
+            "position",
+            ["eval", "position", model, "--documents", "30", "--trials", "3", "--backend", "vllm"]
+            + common,
+        ),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="model folder or hub id")
+    parser.add_argument(
+        "--text",
+        nargs="+",
+        default=[str(CORPORA / "room_with_a_view.txt"), str(CORPORA / "romeo_and_juliet.txt")],
+        metavar="FILE",
+        help="documents to score; the first is also the needle's haystack",
+    )
+    parser.add_argument("--output", default="gpu-eval", help="folder for the results")
+    parser.add_argument("--longest", type=int, default=LONGEST, help="longest length, tokens")
+    parser.add_argument(
+        "--limit", type=int, default=150, help="seconds per step before it is stopped"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+    args = parser.parse_args()
+    longcontext = [sys.executable, "-m", "longcontext.cli"]
+    failed = 0
+    for name, argv in commands(args.model, args.text, args.output, args.longest):
+        print(f"## {name}\n$ longcontext {shlex.join(argv)}", flush=True)
+        if args.dry_run:
+            continue
+        began = time.perf_counter()
+        try:
+            done = subprocess.run([*longcontext, *argv], timeout=args.limit, check=False)
+            status = f"exit {done.returncode}"
+            failed += done.returncode != 0
+        except subprocess.TimeoutExpired:
+            status = f"stopped at the {args.limit} s limit (rerun to resume)"
+        print(f"-> {status} after {time.perf_counter() - began:.0f} s\n", flush=True)
+    if not args.dry_run:
+        print(f"results: {args.output}/*.md and *.png")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""scripts/gpu_eval.py needs a GPU to run; here its commands are checked against the CLI's own
+parser, so the first GPU machine does not meet a typo."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from longcontext.cli import build_parser
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_eval.py"
+
+
+def load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gpu_eval", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_command_parses_with_the_cli_parser(tmp_path: Path) -> None:
+    script = load_script()
+    steps = script.commands("some/model", [str(tmp_path / "a.txt")], str(tmp_path), 32768)
+    assert [argv[1] for _, argv in steps] == [
+        "perplexity", "perplexity", "passkey", "needle", "position"
+    ]  # fmt: skip
+    parser = build_parser()
+    for _, argv in steps:
+        args = parser.parse_args(argv)
+        assert args.model == "some/model" and args.output == str(tmp_path)
+        if args.backend == "vllm" and args.task != "position":
+            # vLLM refuses prompts past the window it serves: every vLLM step scales once
+            assert args.context_length == 32768 and "none" not in args.rope
+
+
+def test_dry_run_prints_the_commands_and_runs_nothing(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dry-run", "--output", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.count("$ longcontext eval ") == 5
+    assert not (tmp_path / "out").exists()
