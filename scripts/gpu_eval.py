@@ -39,39 +39,59 @@ LONGEST = 32768
 def commands(model: str, text: list[str], output: str, longest: int) -> list[tuple[str, list[str]]]:
     """Each step's name and ``longcontext`` arguments."""
     lengths = ",".join(str(n) for n in (4096, 8192, 16384, longest) if n <= longest)
+    scaled = ["--rope", "yarn", "--context-length", str(longest)]
+    sliding = ["--mode", "sliding", "--stride", "256", "--windows", "2"]
     common = ["--dtype", "bfloat16", "--output", output]
+    vllm = ["--backend", "vllm", *common]
+    score = ["eval", "perplexity", model, "--text", *text, *sliding]
     return [
         (
             "perplexity, scaled (vLLM)",
-            ["eval", "perplexity", model, "--text", *text, "--lengths", lengths]
-            + ["--rope", "linear,dynamic,yarn", "--context-length", str(longest)]
-            + ["--mode", "sliding", "--stride", "256", "--windows", "2", "--backend", "vllm"]
-            + common,
+            [
+                *score,
+                "--lengths",
+                lengths,
+                "--rope",
+                "linear,dynamic,yarn",
+                "--context-length",
+                str(longest),
+                *vllm,
+            ],
         ),
         (
             "perplexity, unscaled baseline (transformers on the GPU)",
-            ["eval", "perplexity", model, "--text", *text, "--lengths", "4096,8192,16384"]
-            + ["--rope", "none", "--mode", "sliding", "--stride", "256", "--windows", "2"]
-            + ["--backend", "transformers", "--device", "cuda"]
-            + common,
+            [
+                *score,
+                "--lengths",
+                "4096,8192,16384",
+                "--rope",
+                "none",
+                "--backend",
+                "transformers",
+                "--device",
+                "cuda",
+                *common,
+            ],
         ),
         (
             "passkey",
-            ["eval", "passkey", model, "--lengths", lengths, "--rope", "yarn"]
-            + ["--context-length", str(longest), "--trials", "5", "--backend", "vllm"]
-            + common,
+            ["eval", "passkey", model, "--lengths", lengths, *scaled, "--trials", "5", *vllm],
         ),
         (
             "needle",
-            ["eval", "needle", model, "--haystack", text[0], "--lengths", f"8192,{longest}"]
-            + ["--rope", "yarn", "--context-length", str(longest), "--backend", "vllm"]
-            + common,
+            [
+                "eval",
+                "needle",
+                model,
+                "--haystack",
+                text[0],
+                "--lengths",
+                f"8192,{longest}",
+                *scaled,
+                *vllm,
+            ],
         ),
-        (
-            "position",
-            ["eval", "position", model, "--documents", "30", "--trials", "3", "--backend", "vllm"]
-            + common,
-        ),
+        ("position", ["eval", "position", model, "--documents", "30", "--trials", "3", *vllm]),
     ]
 
 
