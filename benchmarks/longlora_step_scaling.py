@@ -1,0 +1,126 @@
+"""A whole LongLoRA training step against sequence length: S2-Attn vs full attention.
+
+Where ``s2attn_scaling.py`` times one attention call, this times what a user pays per step:
+the model loaded by ``longcontext.finetune`` exactly as ``longcontext finetune`` loads it
+(RoPE-scaled, LoRA rank 8 on q/k/v/o, embeddings and norms trainable), one sequence of each
+length through forward, backward and an AdamW step, with S2-Attn at a fixed group size and with
+full causal attention (sdpa). The model is a Llama with random weights built from ``--shape``
+(the numbers are about cost, not quality). Each (method, length) runs in a fresh process, so the
+peak memory is its own: CUDA's max allocated bytes on a GPU, the process's peak RSS growth on a
+CPU.
+
+    python benchmarks/longlora_step_scaling.py                        # CPU: a small Llama
+    python benchmarks/longlora_step_scaling.py --shape llama-1b --lengths 8192,16384,32768,65536
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SHAPES: dict[str, dict[str, int]] = {
+    # small enough for 2 CPU cores, with attention a real share of the cost at 4K-8K
+    "small": {"vocab_size": 4096, "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4,
+              "num_attention_heads": 4, "num_key_value_heads": 2},
+    # Llama 3.2 1B's shape, for a GPU
+    "llama-1b": {"vocab_size": 128256, "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+                 "num_attention_heads": 32, "num_key_value_heads": 8},
+}  # fmt: skip
+WINDOW = 1024  # the base's own window: every length measured is past it, RoPE-scaled (linear)
+
+
+def build_model(folder: Path, shape: str) -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(max_position_embeddings=WINDOW, **SHAPES[shape])
+    LlamaForCausalLM(config).save_pretrained(folder)
+
+
+def measure(model: str, method: str, length: int, group: int, repeats: int) -> dict[str, Any]:
+    import torch
+
+    from longcontext.finetune.config import FinetuneConfig, check_rope_model, rope_for
+    from longcontext.finetune.model import load_for_training
+
+    settings = FinetuneConfig(
+        model, length, group_size=group, full_attention=method == "full", steps=1
+    )
+    config = check_rope_model(model)
+    peft_model = load_for_training(settings, config, rope_for(config, settings))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    peft_model.to(device).train()
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-5)
+    vocab = peft_model.get_input_embeddings().num_embeddings
+    ids = torch.randint(0, vocab, (1, length), generator=torch.Generator().manual_seed(0))
+    ids = ids.to(device)
+
+    def step() -> None:
+        loss = peft_model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # warm-up: kernels chosen, optimizer state allocated
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    return {"seconds": (time.perf_counter() - started) / repeats, "peak_mib": peak}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", choices=SHAPES, default="small")
+    parser.add_argument("--lengths", default="2048,4096,8192")
+    parser.add_argument("--group", type=int, default=1024, help="S2-Attn group, fixed")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--one", nargs=3, metavar=("MODEL", "METHOD", "LENGTH"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.one:
+        model, method, length = args.one
+        print(json.dumps(measure(model, method, int(length), args.group, args.repeats)))
+        return
+    with tempfile.TemporaryDirectory(prefix="longlora-step-") as folder:
+        build_model(Path(folder), args.shape)
+        print(f"{args.shape} Llama, LoRA+ rank 8, S2-Attn group {args.group}, one sequence")
+        print(
+            "| length | S2-Attn s/step | full s/step | ratio | S2-Attn peak MiB | full peak MiB |"
+        )
+        print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+        for length in map(int, args.lengths.split(",")):
+            row = {}
+            for method in ("s2attn", "full"):
+                command = [sys.executable, __file__, "--one", folder, method, str(length),
+                           "--group", str(args.group), "--repeats", str(args.repeats)]  # fmt: skip
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise SystemExit(done.stderr[-2000:])
+                row[method] = json.loads(done.stdout.strip().splitlines()[-1])
+            s2, full = row["s2attn"], row["full"]
+            print(
+                f"| {length} | {s2['seconds']:.2f} | {full['seconds']:.2f} | "
+                f"{full['seconds'] / s2['seconds']:.2f}x | {s2['peak_mib']:.0f} | "
+                f"{full['peak_mib']:.0f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
