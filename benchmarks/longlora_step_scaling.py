@@ -27,11 +27,11 @@ from typing import Any
 
 SHAPES: dict[str, dict[str, int]] = {
     # small enough for 2 CPU cores, with attention a real share of the cost at 4K-8K
-    "small": {"vocab_size": 4096, "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4,
-              "num_attention_heads": 4, "num_key_value_heads": 2},
+    "small": {"vocab_size": 4096, "hidden_size": 256, "intermediate_size": 688,
+              "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2},
     # Llama 3.2 1B's shape, for a GPU
-    "llama-1b": {"vocab_size": 128256, "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
-                 "num_attention_heads": 32, "num_key_value_heads": 8},
+    "llama-1b": {"vocab_size": 128256, "hidden_size": 2048, "intermediate_size": 8192,
+                 "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8},
 }  # fmt: skip
 WINDOW = 1024  # the base's own window: every length measured is past it, RoPE-scaled (linear)
 
