@@ -7,7 +7,8 @@ length through forward, backward and an AdamW step, with S2-Attn at a fixed grou
 full causal attention (sdpa). The model is a Llama with random weights built from ``--shape``
 (the numbers are about cost, not quality). Each (method, length) runs in a fresh process, so the
 peak memory is its own: CUDA's max allocated bytes on a GPU, the process's peak RSS growth on a
-CPU.
+CPU. On a CPU the time is the process's CPU time on one thread (``torch.set_num_threads(1)``),
+which other jobs on the machine do not inflate as they do wall-clock time.
 
     python benchmarks/longlora_step_scaling.py                        # CPU: a small Llama
     python benchmarks/longlora_step_scaling.py --shape llama-1b --lengths 8192,16384,32768,65536
@@ -55,6 +56,8 @@ def measure(model: str, method: str, length: int, group: int, repeats: int) -> d
     config = check_rope_model(model)
     peft_model = load_for_training(settings, config, rope_for(config, settings))
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        torch.set_num_threads(1)
     peft_model.to(device).train()
     optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-5)
     vocab = peft_model.get_input_embeddings().num_embeddings
@@ -72,7 +75,8 @@ def measure(model: str, method: str, length: int, group: int, repeats: int) -> d
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    started = time.perf_counter()
+    clock = time.perf_counter if device == "cuda" else time.process_time
+    started = clock()
     for _ in range(repeats):
         step()
     if device == "cuda":
@@ -80,7 +84,7 @@ def measure(model: str, method: str, length: int, group: int, repeats: int) -> d
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    return {"seconds": (time.perf_counter() - started) / repeats, "peak_mib": peak}
+    return {"seconds": (clock() - started) / repeats, "peak_mib": peak}
 
 
 def main() -> None:
