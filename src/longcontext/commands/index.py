@@ -53,6 +53,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "then IVF-SQ8; ivf-pq only when asked, see docs/scaling.md (default: what the index "
         "asked last time, auto for a new one)",
     )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="chunk and embed the changed files on Ray Data: alone, a Ray started here (or "
+        "$RAY_ADDRESS); or a cluster: auto, HOST:6379, ray://HOST:10001. Put it after DIR. "
+        "The index is written here either way; see docs/ray.md",
+    )
+    parser.add_argument(
+        "--ray-workers",
+        type=at_least(1),
+        default=None,
+        metavar="N",
+        help="Ray chunking tasks and embedding actors at once (default: the cluster's CPUs; "
+        "with GPUs, at most one actor per GPU)",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON report on stdout")
     add_deprecated_alias(parser, "--overlap", "--chunk-overlap", "chunk_overlap", type=at_least(0))
 
@@ -63,7 +81,13 @@ def run(args: argparse.Namespace) -> int:
     settings = SplitterSettings(args.splitter, args.chunk_size, args.chunk_overlap)
     began = time.perf_counter()
     report = build_index(
-        args.folder, args.index, args.embeddings, settings, index_type=args.index_type
+        args.folder,
+        args.index,
+        args.embeddings,
+        settings,
+        index_type=args.index_type,
+        ray=args.ray,
+        ray_workers=args.ray_workers,
     )
     seconds = time.perf_counter() - began
     if args.json:

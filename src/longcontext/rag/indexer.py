@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -25,6 +25,10 @@ from longcontext.rag.store import (
     read_manifest,
     stack,
 )
+
+if TYPE_CHECKING:
+    from longcontext.rag.ray_ingest import RaySettings
+    from longcontext.tokenizers import Tokenizer
 
 SplitterKind = Literal["token", "semantic"]
 SPLITTERS: tuple[SplitterKind, ...] = ("token", "semantic")
@@ -102,6 +106,8 @@ def build_index(
     splitter: SplitterSettings | None = None,
     progress: bool | None = None,
     index_type: str | None = None,
+    ray: str | None = None,
+    ray_workers: int | None = None,
 ) -> IndexReport:
     """Chunk, embed and store every text file under ``folder`` in the index at ``index_path``.
 
@@ -122,12 +128,17 @@ def build_index(
             IVF-SQ8 past 2,000,000), ``flat``, ``hnsw``, ``ivf-sq8`` or ``ivf-pq``; see
             :mod:`longcontext.rag.ann`. None asks what the index asked last time (``auto``
             for a new one).
+        ray: ``--ray [ADDRESS]``: chunk and embed the changed files on Ray Data (``local``
+            starts a Ray here; see :mod:`longcontext.rag.ray_ingest`); None runs in this process.
+            The index is the same either way, and is written here.
+        ray_workers: ``--ray-workers N``: Ray tasks and actors at once; None means the
+            cluster's CPUs.
 
     Raises:
         RagError: The folder is empty or holds no text, the index was built with other
             embeddings (:class:`EmbeddingsMismatchError`), ``index_path`` is not an index
             folder, another run is writing it (:class:`IndexLockedError`), or the settings do
-            not fit the embedding model.
+            not fit the embedding model; Ray is missing or cannot be reached.
     """
     index_path = Path(index_path)
     settings = (splitter or SplitterSettings()).resolved()
@@ -135,8 +146,14 @@ def build_index(
         raise RagError(f"--index {index_path} is a file, not an index folder: give a folder path")
     if index_type is not None and index_type not in ann.CHOICES:
         raise RagError(f"--index-type {index_type!r} is not one of {', '.join(ann.CHOICES)}")
+    on_ray = None
+    if ray is not None:  # Ray missing or a bad address fails before any work
+        from longcontext.rag.ray_ingest import check_ray, check_reachable
+
+        on_ray = check_ray(ray, ray_workers)
+        check_reachable(ray)
     with locked(index_path):
-        return _build(Path(folder), index_path, embeddings, settings, progress, index_type)
+        return _build(Path(folder), index_path, embeddings, settings, progress, index_type, on_ray)
 
 
 def _build(
@@ -146,6 +163,7 @@ def _build(
     settings: SplitterSettings,
     progress: bool | None,
     index_type: str | None = None,
+    on_ray: RaySettings | None = None,
 ) -> IndexReport:
     """:func:`build_index` once it holds the index folder's lock."""
     manifest = read_manifest(index_path)
@@ -189,9 +207,14 @@ def _build(
 
     reusable = _reusable(reuse, settings)
     changed = [f for f in corpus.files if reusable.get(f.path, (None,))[0] != f.sha256]
-    new_chunks = _split(changed, settings, embedder)
-    texts = [c.text for chunks in new_chunks.values() for c in chunks]
-    new_vectors = embedder.embed(texts, progress=progress, description="embedding chunks")
+    if on_ray is None:
+        new_chunks = split_files(changed, settings, embedder.tokenizer, embedder)
+        texts = [c.text for chunks in new_chunks.values() for c in chunks]
+        new_vectors = embedder.embed(texts, progress=progress, description="embedding chunks")
+    else:
+        from longcontext.rag.ray_ingest import split_and_embed
+
+        new_chunks, new_vectors = split_and_embed(changed, settings, embedder, on_ray, progress)
 
     # Assemble in corpus order: reused chunks keep their vectors, new ones take theirs in turn.
     chunks: list[IndexedChunk] = []
@@ -227,7 +250,7 @@ def _build(
         embedded=[f.path for f in changed],
         removed=sorted(set(old.files) - present) if old else [],
         chunks=len(chunks),
-        new_chunks=len(texts),
+        new_chunks=len(new_vectors),
         warnings=warnings,
         skipped=corpus.skipped_files(),
     )
@@ -253,18 +276,26 @@ def _reusable(old: VectorStore | None, settings: SplitterSettings) -> Reusable:
     }
 
 
-def _split(
-    files: list[SourceFile], settings: SplitterSettings, embedder: Embedder
+def split_files(
+    files: list[SourceFile],
+    settings: SplitterSettings,
+    tokenizer: Tokenizer,
+    embedder: Embedder | None,
+    num_threads: int | None = None,
 ) -> dict[str, list[IndexedChunk]]:
-    """Chunks of each file, sized in the embedding model's tokens."""
+    """Chunks of each file, sized in the embedding model's tokens (``tokenizer``, the
+    embedder's own); the semantic splitter needs ``embedder``. Ray's chunking tasks call this
+    too, so both paths cut the same chunks."""
     from longcontext.splitters import SemanticSplitter, TokenSplitter
 
     splitter: TokenSplitter | SemanticSplitter
     if settings.kind == "semantic":
-        splitter = SemanticSplitter(embedder.tokenizer, settings.chunk_size, embeddings=embedder)
+        if embedder is None:
+            raise ValueError("the semantic splitter needs the embedder")
+        splitter = SemanticSplitter(tokenizer, settings.chunk_size, embeddings=embedder)
     else:
-        splitter = TokenSplitter(embedder.tokenizer, settings.chunk_size, settings.overlap or 0)
-    split = splitter.split_many([f.text for f in files])
+        splitter = TokenSplitter(tokenizer, settings.chunk_size, settings.overlap or 0)
+    split = splitter.split_many([f.text for f in files], num_threads)
     return {
         source.path: [
             IndexedChunk(source.path, c.start, c.end, c.token_count, c.text)
