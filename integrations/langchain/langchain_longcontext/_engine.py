@@ -33,8 +33,9 @@ class EngineSettings(BaseModel):
     """Target context window; larger than the trained one means RoPE scaling."""
     rope: Any = _LOAD["rope"]
     """RoPE scaling method (``"linear"``, ``"dynamic"``, ``"yarn"``, ...) or a ``RopeScaling``."""
-    backend: Literal["auto", "vllm", "transformers"] = _LOAD["backend"]
-    """``"vllm"`` on a CUDA machine with vLLM, ``"transformers"`` anywhere; ``"auto"`` picks."""
+    backend: Literal["auto", "vllm", "transformers", "openai"] = _LOAD["backend"]
+    """``"vllm"`` on a CUDA machine with vLLM, ``"transformers"`` anywhere; ``"auto"`` picks
+    between them. ``"openai"``: a server (``vllm serve``) at ``base_url`` generates."""
     lora: str | None = _LOAD["lora"]
     """Path of a LoRA / LongLoRA adapter to load on top of ``model``."""
     dtype: str = _LOAD["dtype"]
@@ -51,6 +52,13 @@ class EngineSettings(BaseModel):
     """Engine replicas (vLLM; above 1 only with the ``"external_launcher"`` executor backend)."""
     distributed_executor_backend: str | None = _LOAD["distributed_executor_backend"]
     """How vLLM starts its workers: ``"mp"``, ``"ray"`` (across machines), ``"uni"``, ..."""
+    base_url: str | None = _LOAD["base_url"]
+    """The OpenAI-compatible server's API (``backend="openai"``); default ``OPENAI_BASE_URL``."""
+    api_key: str | None = Field(default=_LOAD["api_key"], repr=False, exclude=True)
+    """The server's API key (``backend="openai"``); default ``OPENAI_API_KEY``. Ignored next to
+    ``engine``, whose client holds its own."""
+    api_model: str | None = _LOAD["api_model"]
+    """The name the server serves the model under, when it is not ``model``."""
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra arguments for the backend, e.g. ``gpu_memory_utilization`` for vLLM."""
     engine: LongContextLLM | None = Field(default=None, exclude=True)
@@ -71,7 +79,12 @@ class EngineSettings(BaseModel):
 
     @model_validator(mode="after")
     def _model_or_engine(self) -> EngineSettings:
-        self.model = adapters.check_model_or_engine(self.model, self.engine, self._loading())
+        loading = self._loading()
+        if self.engine is not None:
+            # LangChain hands every chat model an api_key (its standard tests do); a shared
+            # engine's client holds its own, so the key is no clashing loading setting there.
+            loading.pop("api_key")
+        self.model = adapters.check_model_or_engine(self.model, self.engine, loading)
         self.sampling(None, {})  # bad defaults (temperature=-1...) fail here, not at first call
         return self
 
@@ -127,6 +140,8 @@ class EngineSettings(BaseModel):
             "context_length": self.context_length,
             "rope": str(self.rope) if self.rope is not None else None,
             "backend": self.backend,
+            "base_url": self.base_url,
+            "api_model": self.api_model,
             "lora": self.lora,
             "dtype": self.dtype,
             "truncate": self.truncate,

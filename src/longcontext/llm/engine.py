@@ -27,12 +27,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-BackendName = Literal["auto", "vllm", "transformers"]
+BackendName = Literal["auto", "vllm", "transformers", "openai"]
 Truncate = Literal["error", "left", "middle"]
 Messages = Sequence[Mapping[str, str]]
 
 _TRUNCATE = ("error", "left", "middle")
-_BACKENDS = ("auto", "vllm", "transformers")
+_BACKENDS = ("auto", "vllm", "transformers", "openai")
 
 
 class LongContextLLM:
@@ -48,8 +48,12 @@ class LongContextLLM:
             it nothing is scaled (a log line says so) and the window is capped at this length.
         rope: a RoPE scaling method name (one of ``RopeScaling.METHODS``, e.g. ``"yarn"``; needs
             ``context_length``) or a ready ``RopeScaling``.
-        backend: ``"vllm"``, ``"transformers"`` or ``"auto"`` (vLLM when it imports and a CUDA
-            device exists, else transformers).
+        backend: ``"vllm"``, ``"transformers"``, ``"auto"`` (vLLM when it imports and a CUDA
+            device exists, else transformers) or ``"openai"``: a server with an OpenAI-compatible
+            API (``vllm serve``, see ``longcontext serve-args``) generates, at ``base_url``;
+            ``model`` then only names the tokenizer that counts prompts (loaded here) and the
+            window is the server's ``max_model_len`` (or ``context_length``). See
+            docs/openai-server.md.
         lora: a LoRA adapter directory: a plain peft adapter, a peft adapter with
             ``modules_to_save`` or a LongLoRA adapter (with ``trainable_params.bin``). An
             adapter made by ``longcontext finetune`` also brings the ``context_length`` and
@@ -68,15 +72,22 @@ class LongContextLLM:
             ``"external_launcher"``; None lets vLLM choose. See
             :class:`longcontext.llm.parallel.Parallelism`: all four are checked against the
             model's config before any weights load.
+        base_url: the OpenAI-compatible API's address (``"openai"`` backend), e.g.
+            ``"http://gpu-box:8000/v1"``; default ``OPENAI_BASE_URL``.
+        api_key: the server's API key (``"openai"`` backend); default ``OPENAI_API_KEY``.
+        api_model: the name the server serves the model under (``"openai"`` backend), when it
+            differs from ``model`` (``vllm serve --served-model-name``, a LoRA module's name).
         **engine_kwargs: passed to the engine: for vLLM
             ``gpu_memory_utilization``, ``enable_prefix_caching`` (on by default)...; for
             transformers ``device``, ``attn_implementation`` and ``from_pretrained`` arguments.
             ``merge_cache_dir`` sets where merged LoRA checkpoints are kept,
-            ``gguf_cache_dir`` where folders exported from a GGUF for vLLM are.
+            ``gguf_cache_dir`` where folders exported from a GGUF for vLLM are; for openai
+            ``timeout``, ``max_retries``, ``prompt_format``, ``extra_body``, ``max_concurrency``
+            (see :class:`longcontext.llm.backends.openai.OpenAIBackend`).
 
     Attributes:
         context_window: the real window in tokens (scaled when ``rope`` is set).
-        backend_name: ``"vllm"`` or ``"transformers"``.
+        backend_name: ``"vllm"``, ``"transformers"`` or ``"openai"``.
         tokenizer: the model's own Hugging Face tokenizer.
         rope: the ``RopeScaling`` applied, or ``None``.
     """
@@ -95,6 +106,9 @@ class LongContextLLM:
         pipeline_parallel_size: int = 1,
         data_parallel_size: int = 1,
         distributed_executor_backend: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        api_model: str | None = None,
         **engine_kwargs: Any,
     ) -> None:
         if truncate not in _TRUNCATE:
@@ -112,6 +126,14 @@ class LongContextLLM:
         self.model = resolve_model(model)
         self.truncate: Truncate = truncate
         self.trust_remote_code = trust_remote_code
+        remote = {"base_url": base_url, "api_key": api_key, "api_model": api_model}
+        if backend == "openai":
+            unserved = {"rope": rope, "lora": lora, "dtype": None if dtype == "auto" else dtype}
+            self._connect(context_length, unserved, parallel, remote, engine_kwargs)
+            return
+        if any(value is not None for value in remote.values()):
+            given = ", ".join(name for name, value in remote.items() if value is not None)
+            raise ValueError(f"{given}: only for backend='openai' (a model served by vllm serve)")
         if lora is not None and context_length is None and rope is None:
             from longcontext.llm.lora import trained_window
 
@@ -119,13 +141,51 @@ class LongContextLLM:
         config = _load_config(self.model, trust_remote_code)
         self.tokenizer = _load_tokenizer(self.model, trust_remote_code, config)
         self.rope, self.context_window = _resolve_window(config, context_length, rope)
-        self.backend_name = choose_backend(backend)
+        self.backend_name: Literal["vllm", "transformers", "openai"] = choose_backend(backend)
         parallel.check_engine(self.backend_name)
         parallel.check_in_process()
         parallel.check_model(config)
         self._backend = self._build_backend(
             lora, dtype, {**engine_kwargs, **parallel.vllm_kwargs()}
         )
+
+    def _connect(
+        self,
+        context_length: int | None,
+        unserved: Mapping[str, Any],
+        parallel: Parallelism,
+        remote: Mapping[str, Any],
+        engine_kwargs: dict[str, Any],
+    ) -> None:
+        """``backend="openai"``: the server holds the weights, their RoPE scaling and the window;
+        here only the tokenizer is loaded, to count and fit prompts as the model sees them."""
+        rope = unserved["rope"]
+        if rope is not None:
+            method = getattr(rope, "method", rope)
+            raise ValueError(
+                f"rope={rope!r} cannot be applied with backend='openai': the server's model "
+                "config is the server's; start it with the flags that `longcontext serve-args "
+                f"{self.model} --context-length N --rope {method}` prints"
+            )
+        refused = [f"{name}={value!r}" for name, value in unserved.items() if value is not None]
+        if not parallel.is_default:
+            refused += [f"{name}={value!r}" for name, value in parallel.vllm_kwargs().items()]
+        if refused:
+            raise ValueError(
+                f"{', '.join(refused)} cannot be set with backend='openai': the server loads the "
+                "model with its own flags (longcontext serve-args prints them; a LoRA is served "
+                "with vllm serve --lora-modules NAME=PATH and asked for with api_model=NAME)"
+            )
+        from longcontext.llm.backends.openai import OpenAIBackend
+
+        self.tokenizer = _load_tokenizer(self.model, self.trust_remote_code)
+        self.rope = None
+        self.backend_name = "openai"
+        backend = OpenAIBackend(
+            self.model, self.tokenizer, context_length=context_length, **remote, **engine_kwargs
+        )
+        self.context_window = backend.context_window
+        self._backend = backend
 
     def _build_backend(
         self, lora: str | os.PathLike[str] | None, dtype: str, engine_kwargs: dict[str, Any]
@@ -493,7 +553,10 @@ def _target(rope: RopeScaling) -> int:
 
 
 def choose_backend(backend: BackendName) -> Literal["vllm", "transformers"]:
-    """Resolve ``"auto"`` (vLLM when it imports and a CUDA device exists) and log why."""
+    """Resolve ``"auto"`` (vLLM when it imports and a CUDA device exists; never a server) and
+    log why."""
+    if backend == "openai":
+        raise ValueError("backend='openai' is not chosen here: LongContextLLM connects to it")
     if backend != "auto":
         logger.info("backend %r chosen by the caller", backend)
         return backend

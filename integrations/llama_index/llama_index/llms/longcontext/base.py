@@ -110,9 +110,10 @@ class LongContextLLM(LLM):
         default=_LOAD["rope"],
         description="RoPE scaling method ('linear', 'yarn', ...) or a RopeScaling.",
     )
-    backend: Literal["auto", "vllm", "transformers"] = Field(
+    backend: Literal["auto", "vllm", "transformers", "openai"] = Field(
         default=_LOAD["backend"],
-        description="Inference backend; 'auto' picks vLLM when CUDA is there.",
+        description="Inference backend; 'auto' picks vLLM when CUDA is there; 'openai' is a "
+        "server (vllm serve) at base_url.",
     )
     lora: str | None = Field(
         default=_LOAD["lora"], description="Path of a LoRA / LongLoRA adapter."
@@ -142,6 +143,20 @@ class LongContextLLM(LLM):
     distributed_executor_backend: str | None = Field(
         default=_LOAD["distributed_executor_backend"],
         description="How vLLM starts its workers: 'mp', 'ray' (across machines), 'uni', ...",
+    )
+    base_url: str | None = Field(
+        default=_LOAD["base_url"],
+        description="OpenAI-compatible server's API (backend='openai'); default OPENAI_BASE_URL.",
+    )
+    api_key: str | None = Field(
+        default=_LOAD["api_key"],
+        exclude=True,
+        repr=False,
+        description="The server's API key (backend='openai'); default OPENAI_API_KEY.",
+    )
+    api_model: str | None = Field(
+        default=_LOAD["api_model"],
+        description="The name the server serves the model under, when it is not model.",
     )
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra backend arguments (e.g. gpu_memory_utilization)."
