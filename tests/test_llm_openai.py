@@ -25,10 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ROOT
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tiny_models import tiny_llama_dir  # noqa: F401 - pytest fixture
 
 from longcontext.llm import ContextWindowExceededError, Generation, LongContextLLM
-from longcontext.llm.backends.openai import ServerError
+from longcontext.llm.backends.openai import ServerError, text_for_ids
 from longcontext.llm.engine import choose_backend
 
 pytest.importorskip("openai")
@@ -227,6 +230,45 @@ def test_a_wrong_model_name_is_one_line(tiny_llama_dir: Path, server: Server) ->
         )
     assert "no-such-model" in str(error.value)
     assert "\n" not in str(error.value)
+
+
+# -- text for a server that takes text only ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tokenizers(tiny_llama_dir: Path) -> dict[str, Any]:  # noqa: F811
+    """The tiny model's tokenizer (adds nothing), the same with a BOS added to every text (as
+    Llama 3's and Gemma's do), and the real Qwen2.5 tokenizer from the shared data."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    plain = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    with_bos = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    with_bos._tokenizer.post_processor = TemplateProcessing(
+        single=f"{with_bos.bos_token} $A", special_tokens=[(with_bos.bos_token, 1)]
+    )
+    found = {"tiny": plain, "tiny+bos": with_bos}
+    qwen = ROOT.parent / "shared" / "data" / "tokenizers" / "qwen2.5" / "tokenizer.json"
+    if qwen.exists():
+        found["qwen2.5"] = PreTrainedTokenizerFast(tokenizer_file=str(qwen))
+    return found
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=st.text(max_size=80), user=st.text(max_size=30))
+def test_text_sent_for_ids_encodes_back_to_the_same_ids(
+    tokenizers: dict[str, Any], text: str, user: str
+) -> None:
+    assert tokenizers["tiny+bos"]("a")["input_ids"][0] == 1  # the BOS really is added
+    for name, tokenizer in tokenizers.items():
+        ids = list(tokenizer(text)["input_ids"])  # what the engine counts for a prompt string
+        assert tokenizer(text_for_ids(tokenizer, ids))["input_ids"] == ids, name
+    tiny = tokenizers["tiny+bos"]  # a chat prompt: the template writes the BOS as text
+    chat = tiny.apply_chat_template([{"role": "user", "content": user}], tokenize=False)
+    ids = list(tiny(chat, add_special_tokens=False)["input_ids"])
+    assert tiny(text_for_ids(tiny, ids))["input_ids"] == ids
 
 
 # -- errors without a server ------------------------------------------------------------------

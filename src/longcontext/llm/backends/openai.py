@@ -61,6 +61,46 @@ def resolve_base_url(base_url: str | None) -> str:
     return url.rstrip("/")
 
 
+def text_for_ids(tokenizer: Any, ids: list[int]) -> str:
+    """Text that ``tokenizer`` encodes to exactly ``ids``, for a server that takes text only and
+    tokenizes it with the same tokenizer, adding its special tokens (``transformers serve`` and
+    vLLM do).
+
+    Safe because it is checked: the ids are decoded with their special tokens written out (a
+    chat template's markers encode back to the same ids) and without the special tokens the
+    tokenizer adds itself (a BOS, which would otherwise come back doubled), and the text is
+    encoded again. When no text gives the same ids back (a tokenizer that normalises text, or
+    ids cut where the text would tokenize otherwise) it is still sent, with a warning: the
+    ``Generation`` then reports the server's own count.
+    """
+    prefix, suffix = _added_tokens(tokenizer)
+    core = ids[len(prefix) :] if prefix and ids[: len(prefix)] == prefix else ids
+    core = core[: len(core) - len(suffix)] if suffix and core[-len(suffix) :] == suffix else core
+    texts = [
+        tokenizer.decode(c, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        for c in ([core, ids] if core != ids else [ids])
+    ]
+    for text in texts:
+        if list(tokenizer(text)["input_ids"]) == ids:
+            return str(text)
+    logger.warning(
+        "a prompt of %d tokens does not survive decoding and encoding again with the model's "
+        "tokenizer; the server may count it differently",
+        len(ids),
+    )
+    return str(texts[0])
+
+
+def _added_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after any text it encodes (a BOS, an EOS)."""
+    plain = list(tokenizer("a", add_special_tokens=False)["input_ids"])
+    full = list(tokenizer("a")["input_ids"])
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return full[:start], full[start + len(plain) :]
+    return [], []
+
+
 class OpenAIBackend:
     """Generates with a model behind an OpenAI-compatible ``/v1/completions`` endpoint.
 
@@ -248,32 +288,8 @@ class OpenAIBackend:
     # -- requests -----------------------------------------------------------------------------
 
     def to_text(self, ids: list[int]) -> str:
-        """Text that the model's tokenizer encodes to exactly ``ids``, for a server that takes
-        text only and tokenizes it with the same tokenizer (special tokens added, as
-        ``transformers serve`` and vLLM do). Safe because it is checked: the ids are decoded
-        with their special tokens written out (a chat template's markers re-encode to the same
-        ids), without the prefix the tokenizer adds itself (a BOS, so it is not doubled), and
-        the text is encoded again; a text that does not give the same ids back (a tokenizer
-        that normalises text) is still sent, with a warning, and the server's own count is
-        what the ``Generation`` reports."""
-        added = list(self.tokenizer("")["input_ids"])
-        candidates = []
-        if added and ids[: len(added)] == added:
-            candidates.append(ids[len(added) :])
-        candidates.append(ids)
-        texts = [
-            self.tokenizer.decode(c, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-            for c in candidates
-        ]
-        for text in texts:
-            if list(self.tokenizer(text)["input_ids"]) == ids:
-                return str(text)
-        logger.warning(
-            "a prompt of %d tokens does not survive decoding and encoding again with the model's "
-            "tokenizer; the server may count it differently",
-            len(ids),
-        )
-        return str(texts[0])
+        """The prompt as text, for a server that takes text only (see ``text_for_ids``)."""
+        return text_for_ids(self.tokenizer, ids)
 
     def _request(self, prompt: list[int], sampling: Sampling) -> dict[str, Any]:
         """The ``completions.create`` arguments: every ``Sampling`` field has its API field."""
