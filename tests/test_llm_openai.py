@@ -44,6 +44,16 @@ MESSAGES = [
 ]
 SERVED_NAME = "tiny-served"  # the stand-in's --served-model-name
 STAND_IN_WINDOW = 96  # the stand-in's max_model_len
+UPSTREAM_FIELDS = {
+    "model",
+    "prompt",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+    "stop",
+    "stream",
+}
 
 
 def _free_port() -> int:
@@ -163,6 +173,14 @@ def test_stream_gives_the_text_and_usage_of_generate(remote: LongContextLLM) -> 
     assert len(deltas) > 1
     assert "".join(deltas) == whole.text
     assert stream.generation == whole  # counts from the server's closing usage chunk
+
+
+def test_a_stream_closed_early_leaves_the_server_serving(remote: LongContextLLM) -> None:
+    stream = remote.stream(PROMPTS[0], max_tokens=40)
+    first = next(stream)
+    stream.close()  # the connection closes; the server cancels that generation
+    assert stream.generation is None
+    assert remote.generate(PROMPTS[0], max_tokens=40)[0].text.startswith(first)
 
 
 def test_stop_sequences_are_cut_in_generate_and_stream(remote: LongContextLLM) -> None:
@@ -375,8 +393,9 @@ class StandInVLLM:
                     text = tokenizer.decode(prompt, skip_special_tokens=False)
                     assert tokenizer(text)["input_ids"] == prompt  # the real server sees them
                     body = {**body, "prompt": text}
-                body = {**body, "model": pinned}
-                body.pop("stream_options", None)
+                # What transformers serve takes; vLLM's own options (top_k...) stop here.
+                body = {k: v for k, v in body.items() if k in UPSTREAM_FIELDS}
+                body["model"] = pinned
                 request = urllib.request.Request(
                     f"{upstream}/completions",
                     data=json.dumps(body).encode(),
@@ -438,6 +457,26 @@ def test_window_and_model_name_are_read_from_vllm_models(
     with pytest.raises(ValueError, match="max_model_len=96") as error:
         LongContextLLM(tiny_llama_dir, backend="openai", base_url=stand_in.url, context_length=200)
     assert "\n" not in str(error.value)
+
+
+def test_sampling_and_extra_body_reach_the_request(
+    tiny_llama_dir: Path,  # noqa: F811
+    stand_in: StandInVLLM,
+) -> None:
+    llm = LongContextLLM(
+        tiny_llama_dir, backend="openai", base_url=stand_in.url, extra_body={"top_k": 5}
+    )
+    stand_in.bodies.clear()
+    llm.generate(PROMPTS[1], max_tokens=3, temperature=0.5, top_p=0.9, seed=7, stop=["zz"])
+    sent = stand_in.bodies[0]
+    assert sent["model"] == SERVED_NAME
+    assert (sent["max_tokens"], sent["temperature"], sent["top_p"]) == (3, 0.5, 0.9)
+    assert (sent["seed"], sent["stop"], sent["top_k"]) == (7, ["zz"], 5)
+    llm.close()
+    with pytest.raises(TypeError, match=r"\['gpu_memory_utilization'\] are not options"):
+        LongContextLLM(
+            tiny_llama_dir, backend="openai", base_url=stand_in.url, gpu_memory_utilization=0.5
+        )
 
 
 def test_vllm_404_for_an_unknown_model_is_one_line(
