@@ -334,11 +334,14 @@ def test_auto_never_picks_a_server() -> None:
 
 class StandInVLLM:
     """STAND-IN for ``vllm serve tiny --served-model-name tiny-served --max-model-len 96``
-    in front of the real server: vLLM's ``/v1/models`` body, vLLM's acceptance of token-id
+    in front of the real server: vLLM's ``/v1/models`` body, every request parsed with vLLM's
+    own ``CompletionRequest`` (as its API server does), vLLM's acceptance of token-id
     prompts (written as text for the real server, which must count the same ids), vLLM's 404
     for an unknown model. Requests it received are kept in ``bodies``."""
 
     def __init__(self, upstream: str, pinned: str, tokenizer: Any) -> None:
+        from pydantic import ValidationError
+        from vllm.entrypoints.openai.completion.protocol import CompletionRequest
         from vllm.entrypoints.serve.engine.protocol import (
             ErrorInfo,
             ErrorResponse,
@@ -379,6 +382,13 @@ class StandInVLLM:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stand_in.bodies.append(body)
+                try:  # vLLM's own request model, as its API server parses the body
+                    CompletionRequest.model_validate(body)
+                except ValidationError as invalid:
+                    error = ErrorResponse(
+                        error=ErrorInfo(message=str(invalid), type="BadRequestError", code=400)
+                    )
+                    return self._send(400, error.model_dump_json().encode())
                 if body["model"] != SERVED_NAME:
                     error = ErrorResponse(
                         error=ErrorInfo(
