@@ -7,19 +7,27 @@ character can never split it.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cache
+from itertools import chain, pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     import tiktoken
 
     from longcontext.spans import TokenSpans
+
+    # One block of a streamed encoding: token ids (when asked for), start and end offsets.
+    SpanBlock = tuple[npt.NDArray[np.uint32] | None, npt.NDArray[np.int64], npt.NDArray[np.int64]]
 
 
 TIKTOKEN_NAMES = ("cl100k_base", "o200k_base", "p50k_base", "r50k_base", "gpt2")
@@ -130,38 +138,220 @@ class TiktokenTokenizer(Tokenizer):
 
 
 # ---------------------------------------------------------------------------------- Hugging Face
+# Whitespace every Hugging Face whitespace rule agrees on (BERT's clean_text maps these to a
+# space, and both Rust's and Python's notions of whitespace include them).
+_ASCII_SPACES = " \t\n\r"
+# Pre-tokenizer splits of byte-level BPE tokenizers whose pieces never hold a non-space followed
+# by a space, so a lone space between two non-spaces always starts a piece (Qwen2 and Llama 3).
+_SPLIT_PATTERNS = {
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+",
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+",
+}
+# Normalizers that act on each character alone (NFD/NFC reorder or compose combining marks, and
+# never across a space), so a cut next to an ASCII space normalizes as the whole text does.
+_WORD_NORMALIZERS = {"BertNormalizer", "Lowercase", "NFD", "NFC", "NFKD", "NFKC", "StripAccents"}
+# NFKC/NFKD may turn a non-space into something that starts with a space ("¨" -> " \u0308"),
+# which would join a lone space before it into a run: not allowed next to a byte-level cut.
+_SPACE_NORMALIZERS = {"Lowercase", "NFD", "NFC"}
+_WORD_SPLITTERS = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit"}
+_LOCAL_SPLITTERS = _WORD_SPLITTERS | {"Punctuation", "Digits"}
+# Characters per segment, and segments per encode_batch call (which runs them on Rust threads).
+SEGMENT_CHARS = 32_768
+SEGMENTS_PER_BATCH = 8
+CutRule = str  # "word" or "space"
+
+
+def _components(config: dict[str, Any] | None, key: str) -> list[dict[str, Any]]:
+    """A normalizer or pre-tokenizer config as the flat list of its parts."""
+    if config is None:
+        return []
+    if config.get("type") == "Sequence":
+        return [part for child in config[key] for part in _components(child, key)]
+    return [config]
+
+
+def local_cut_rule(config: dict[str, Any]) -> CutRule | None:
+    """Where a Hugging Face tokenizer (its tokenizer.json, parsed) provably encodes a text's two
+    sides of a cut independently, or None when that is not known for its components.
+
+    ``"word"``: right after ASCII whitespace, for tokenizers whose pre-tokenizer drops
+    whitespace (BERT's WordPiece, Whitespace, WhitespaceSplit). ``"space"``: at a lone space
+    between two non-spaces, for byte-level BPE whose pieces start at such a space (GPT-2's
+    ByteLevel regex, Qwen2's and Llama 3's Split patterns). In both cases the pre-tokenizer
+    always splits there, the normalizer is per character, and every model encodes each
+    pre-tokenizer piece on its own, so the tokens of ``text[:p]`` and ``text[p:]`` are those of
+    ``text`` on either side of ``p``. Added tokens are matched before all that, so none may
+    contain whitespace.
+    """
+    if any(any(c.isspace() for c in t.get("content", "")) for t in config.get("added_tokens", [])):
+        return None
+    model = config.get("model") or {}
+    if model.get("dropout"):  # BPE dropout: not even two encodings of one text agree
+        return None
+    normalizers = {
+        part.get("type") for part in _components(config.get("normalizer"), "normalizers")
+    }
+    splitters = _components(config.get("pre_tokenizer"), "pretokenizers")
+    kinds = [part.get("type") for part in splitters]
+    if (
+        kinds
+        and set(kinds) <= _LOCAL_SPLITTERS
+        and set(kinds) & _WORD_SPLITTERS
+        and normalizers <= _WORD_NORMALIZERS
+    ):
+        return "word"
+    if not normalizers <= _SPACE_NORMALIZERS:
+        return None
+    if kinds == ["ByteLevel"] and not splitters[0].get("add_prefix_space"):
+        return "space" if splitters[0].get("use_regex", True) else None
+    if kinds == ["Split", "ByteLevel"]:
+        split, byte_level = splitters
+        pattern = (split.get("pattern") or {}).get("Regex")
+        if (
+            pattern in _SPLIT_PATTERNS
+            and split.get("behavior") == "Isolated"
+            and not split.get("invert")
+            and not byte_level.get("add_prefix_space")
+            and not byte_level.get("use_regex", True)
+        ):
+            return "space"
+    return None
+
+
+def _cut_pattern(rule: CutRule) -> re.Pattern[str]:
+    # Python's \S is narrower than Rust's \S (it calls U+001C..U+001F spaces), so a Python
+    # non-space is a non-space to the tokenizer too.
+    if rule == "word":
+        return re.compile(r"(?<=[ \t\n\r])[^ \t\n\r]")
+    return re.compile(r"(?<=\S) (?=\S)")
+
+
+def segment_cuts(text: str, rule: CutRule, size: int) -> list[int]:
+    """Positions about ``size`` characters apart (0 and ``len(text)`` included) where ``rule``
+    lets the text be encoded in pieces; a text with no such position stays whole."""
+    pattern = _cut_pattern(rule)
+    cuts = [0]
+    while len(text) - cuts[-1] > size:
+        previous, target = cuts[-1], cuts[-1] + size
+        found, reach = -1, 256
+        while found < 0:  # the last cut up to the target, looking back further each time
+            low = max(previous + 1, target - reach)
+            # One character past the target, so that a lookahead sees what follows a cut there.
+            for match in pattern.finditer(text, low, target + 1):
+                if match.start() <= target:
+                    found = match.start()
+            if low == previous + 1:
+                break
+            reach *= 8
+        if found < 0:  # none since the last cut: the first one after the target
+            after = pattern.search(text, target)
+            if after is None:
+                break
+            found = after.start()
+        cuts.append(found)
+    cuts.append(len(text))
+    return cuts
+
+
 class HuggingFaceTokenizer(Tokenizer):
-    """A Hugging Face fast tokenizer (``tokenizers.Tokenizer`` or a transformers fast tokenizer)."""
+    """A Hugging Face fast tokenizer (``tokenizers.Tokenizer`` or a transformers fast tokenizer).
+
+    Where its components allow it (see :func:`local_cut_rule`), a long text is encoded in
+    segments of about ``SEGMENT_CHARS`` characters cut where the tokens on either side are
+    those of the whole text, a batch at a time on the tokenizer's Rust threads: the spans are the
+    whole-text encoding's, but no encoding of the whole text is ever held (a single encode of
+    50 MB takes gigabytes and slows down with the text's length).
+    """
 
     def __init__(self, tokenizer: Any, name: str | None = None) -> None:
         from tokenizers import Tokenizer as RustTokenizer
 
         backend = tokenizer if isinstance(tokenizer, RustTokenizer) else tokenizer.backend_tokenizer
         # A copy, so that turning truncation and padding off never changes the caller's object.
-        self.backend = RustTokenizer.from_str(backend.to_str())
+        config = backend.to_str()
+        self.backend = RustTokenizer.from_str(config)
         self.backend.no_truncation()
         self.backend.no_padding()
         self.name = str(name or getattr(tokenizer, "name_or_path", None) or "huggingface")
+        self.cut_rule: CutRule | None = local_cut_rule(json.loads(config))
 
     def encode(self, text: str) -> list[int]:
         ids: list[int] = self.backend.encode(text, add_special_tokens=False).ids
         return ids
+
+    def is_cut(self, text: str, position: int) -> bool:
+        """Whether ``text`` may be cut at ``position`` (inside it) under :attr:`cut_rule`:
+        the tokens of both sides are then the whole text's."""
+        if not 0 < position < len(text) or self.cut_rule is None:
+            return False
+        if self.cut_rule == "word":
+            return text[position - 1] in _ASCII_SPACES and text[position] not in _ASCII_SPACES
+        return (
+            text[position] == " "
+            and position + 1 < len(text)
+            and not text[position - 1].isspace()
+            and not text[position + 1].isspace()
+        )
+
+    def span_blocks(self, text: str, with_ids: bool = False) -> Iterator[SpanBlock]:
+        """The spans of :meth:`spans`, a block of segments at a time: (ids or None, starts,
+        ends), whose concatenations are the whole text's."""
+        import numpy as np
+
+        cuts = segment_cuts(text, self.cut_rule, SEGMENT_CHARS) if self.cut_rule else [0, len(text)]
+        high_start = high_end = 0  # running maxima: offsets stay monotone across blocks
+        first = True
+        for b in range(0, len(cuts) - 1, SEGMENTS_PER_BATCH):
+            edges = cuts[b : b + SEGMENTS_PER_BATCH + 1]
+            pieces = [text[x:y] for x, y in pairwise(edges)]
+            encodings = (
+                self.backend.encode_batch(pieces, add_special_tokens=False)
+                if len(pieces) > 1
+                else [self.backend.encode(pieces[0], add_special_tokens=False)]
+            )
+            sizes = [len(e) for e in encodings]
+            total = sum(sizes)
+            flat = np.fromiter(
+                chain.from_iterable(o for e in encodings for o in e.offsets),
+                dtype=np.int64,
+                count=2 * total,
+            ).reshape(-1, 2)
+            flat += np.repeat(np.asarray(edges[:-1], dtype=np.int64), sizes)[:, None]
+            ids = None
+            if with_ids:
+                ids = np.fromiter(
+                    chain.from_iterable(e.ids for e in encodings), dtype=np.uint32, count=total
+                )
+            del encodings
+            if not total:
+                continue
+            # Offsets of byte-level tokens may step back inside one character; keep them
+            # monotone.
+            starts = np.maximum.accumulate(flat[:, 0])
+            ends = np.maximum.accumulate(flat[:, 1])
+            np.maximum(starts, high_start, out=starts)
+            np.maximum(ends, high_end, out=ends)
+            high_start, high_end = int(starts[-1]), int(ends[-1])
+            if first:
+                # The first token also spans what the normalizer dropped before it (a byte-order
+                # mark, control characters, combining marks), so slices from it cover the text.
+                starts[0] = 0
+                first = False
+            yield ids, starts, ends
 
     def spans(self, text: str) -> TokenSpans:
         import numpy as np
 
         from longcontext.spans import TokenSpans
 
-        encoding = self.backend.encode(text, add_special_tokens=False)
-        offsets = np.asarray(encoding.offsets, dtype=np.int64).reshape(-1, 2)
-        # Offsets of byte-level tokens may step back inside one character; keep them monotone.
-        starts = np.maximum.accumulate(offsets[:, 0]) if len(offsets) else offsets[:, 0]
-        ends = np.maximum.accumulate(offsets[:, 1]) if len(offsets) else offsets[:, 1]
-        if len(starts):
-            # The first token also spans what the normalizer dropped before it (a byte-order
-            # mark, control characters, combining marks), so slices from it cover the text.
-            starts[0] = 0
-        return TokenSpans(encoding.ids, starts, ends, len(text))
+        blocks = list(self.span_blocks(text, with_ids=True))
+        if not blocks:
+            empty = np.zeros(0, dtype=np.int64)
+            return TokenSpans(np.zeros(0, dtype=np.uint32), empty, empty, len(text))
+        ids, starts, ends = (np.concatenate(parts) for parts in zip(*blocks))
+        return TokenSpans(ids, starts, ends, len(text))
 
 
 # ------------------------------------------------------------------------------------- callables

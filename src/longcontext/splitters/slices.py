@@ -7,11 +7,17 @@ re-encodes only its edges.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 import numpy.typing as npt
 
 from longcontext.spans import ByteTokenSpans, TokenSpans
-from longcontext.tokenizers import TiktokenTokenizer, Tokenizer
+from longcontext.tokenizers import HuggingFaceTokenizer, TiktokenTokenizer, Tokenizer
+
+if TYPE_CHECKING:
+    from longcontext.tokenizers import SpanBlock
 
 # How many tokens to look past an edge for a safe cut before re-encoding the whole slice.
 _SCAN = 64
@@ -31,8 +37,10 @@ class SliceCounter:
     With tiktoken, a slice's pieces between its first and last "safe" position (see
     ``_starts_piece``) are exactly the pieces the whole-text encoding had there, and BPE never
     merges across pieces, so those tokens are counted from the first encoding and only the two
-    edges are re-encoded. Other tokenizers, whose normalizers may not be local, re-encode the
-    whole slice.
+    edges are re-encoded. A Hugging Face tokenizer with a cut rule (see
+    :func:`longcontext.tokenizers.local_cut_rule`) is counted the same way, its safe positions
+    being the token starts where the rule allows a cut. Other tokenizers, whose normalizers may
+    not be local, re-encode the whole slice.
     """
 
     def __init__(self, tokenizer: Tokenizer, text: str, spans: TokenSpans) -> None:
@@ -41,6 +49,9 @@ class SliceCounter:
         self.spans = spans
         self.local = isinstance(tokenizer, TiktokenTokenizer)
         self.lines = isinstance(tokenizer, TiktokenTokenizer) and _line_starts_piece(tokenizer)
+        self.hf = tokenizer if isinstance(tokenizer, HuggingFaceTokenizer) else None
+        if self.hf is not None and self.hf.cut_rule is None:
+            self.hf = None
         if self.local:
             assert isinstance(spans, ByteTokenSpans)
             self._raw = spans.data or text.encode("ascii")
@@ -55,8 +66,10 @@ class SliceCounter:
         indices and bytes alone: the common case, both edges at a safe cut, costs two byte
         lookups; otherwise only the few tokens outside the nearest safe cuts are re-encoded.
         """
+        if self.hf is not None:
+            self.spans.start(j)  # streamed spans read on to j: then j >= n at the text's end only
         n = len(self.spans)
-        if not self.local:
+        if not self.local and self.hf is None:
             # The first slice starts at the text's start, with whatever the tokenizer dropped.
             start = 0 if i == 0 else self.spans.start(i)
             end = len(self.text) if j >= n else self.spans.start(j)
@@ -78,7 +91,7 @@ class SliceCounter:
         slice; what lies between is counted by :meth:`count_span`.
         """
         count, spans = self.tokenizer.count, self.spans
-        if not self.local:
+        if not self.local and self.hf is None:
             return count(self.text[start:end])
         start_on_token = self._token_starts_at(i, start)
         end_on_token = self._token_starts_at(j, end)
@@ -97,6 +110,8 @@ class SliceCounter:
 
     def _text_between(self, i: int, j: int) -> str:
         """The text from token ``i``'s start to token ``j``'s, both on character boundaries."""
+        if self.hf is not None:
+            return self.text[0 if i == 0 else self.spans.start(i) : self.spans.start(j)]
         ends = self._byte_ends
         return self._raw[int(ends[i - 1]) if i else 0 : int(ends[j - 1]) if j else 0].decode()
 
@@ -126,6 +141,11 @@ class SliceCounter:
         return _SCAN if self._pieces is None else 4
 
     def _pattern_pieces(self) -> npt.NDArray[np.intp] | None:
+        if self.hf is not None:
+            return None  # only the cut rule's positions are known to be safe
+        return self._tiktoken_pattern_pieces()
+
+    def _tiktoken_pattern_pieces(self) -> npt.NDArray[np.intp] | None:
         """Tokens that start a piece of the encoding's own pre-tokenizer pattern, found in one
         pass over the text once the byte rules have found no cut nearby a few times (until
         then, and for a text with a rare such stretch, the slice is re-encoded whole: cheaper
@@ -176,7 +196,12 @@ class SliceCounter:
         (cl100k's and o200k's ``\s*[\r\n]``; GPT-2's patterns split such runs by lookahead),
         the character after a newline starts a piece too, unless it is "/", which o200k's
         punctuation pieces take after their newlines (":\n/").
+
+        A Hugging Face tokenizer's token is safe where it starts at a cut its rule allows.
         """
+        if self.hf is not None:
+            spans = self.spans
+            return spans.is_char_boundary(k) and self.hf.is_cut(self.text, spans.start(k))
         raw, b = self._raw, int(self._byte_ends[k - 1])
         if b + 1 >= len(raw):
             return False
@@ -201,3 +226,67 @@ class SliceCounter:
         while start > 0 and self._raw[start] & 0xC0 == 0x80:
             start -= 1
         return start
+
+
+class StreamedSpans(TokenSpans):
+    """The spans of one text, read a block at a time and kept only around where a splitter works.
+
+    Token indices are the whole text's; :meth:`extend_to` reads blocks up to an index and
+    :meth:`release` forgets the tokens before one. ``len()`` is the number of tokens read so
+    far, the whole count once the last block is in (:attr:`done`): a caller that needs tokens
+    up to ``k`` extends to ``k`` first. Asking :meth:`start` or :meth:`is_char_boundary` past
+    what was read reads on, so a scan never takes the end of what was read for the text's end.
+    """
+
+    def __init__(self, blocks: Iterator[SpanBlock], length: int) -> None:
+        self.ids: list[int] = []  # not kept: len() is overridden
+        self.length = length
+        self._blocks = blocks
+        self._starts = np.zeros(0, dtype=np.int64)
+        self._ends = np.zeros(0, dtype=np.int64)
+        self.base = 0  # the whole-text index of _starts[0]
+        self.done = False
+
+    def __len__(self) -> int:
+        return self.base + len(self._starts)
+
+    def extend_to(self, k: int) -> None:
+        """Read blocks until token ``k`` is in, or the text is."""
+        if self.done or k < len(self):
+            return
+        starts, ends, have = [self._starts], [self._ends], len(self)
+        while have <= k:
+            block = next(self._blocks, None)
+            if block is None:
+                self.done = True
+                break
+            starts.append(block[1])
+            ends.append(block[2])
+            have += len(block[1])
+        self._starts, self._ends = np.concatenate(starts), np.concatenate(ends)
+
+    def release(self, k: int) -> None:
+        """Forget the tokens before ``k`` (once they are half of what is held: few copies)."""
+        drop = k - self.base
+        if drop > 0 and 2 * drop >= len(self._starts):
+            self._starts, self._ends = self._starts[drop:].copy(), self._ends[drop:].copy()
+            self.base = k
+
+    def start(self, k: int) -> int:
+        self.extend_to(k)
+        if k >= len(self):
+            return self.length
+        if k < self.base:
+            raise IndexError(f"token {k} was released (tokens from {self.base} are kept)")
+        return int(self._starts[k - self.base])
+
+    def char_starts(self, tokens: Sequence[int]) -> list[int]:
+        return [self.start(k) for k in tokens]
+
+    def is_char_boundary(self, k: int) -> bool:
+        self.extend_to(k)
+        if k <= 0 or k >= len(self):
+            return True
+        if k <= self.base:
+            raise IndexError(f"token {k - 1} was released (tokens from {self.base} are kept)")
+        return bool(self._ends[k - 1 - self.base] <= self._starts[k - self.base])

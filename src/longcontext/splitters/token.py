@@ -17,13 +17,16 @@ from longcontext.splitters.base import (
     resolve,
 )
 from longcontext.splitters.counting import split_by_counting
-from longcontext.splitters.slices import SliceCounter
-from longcontext.tokenizers import TokenizerLike
+from longcontext.splitters.slices import SliceCounter, StreamedSpans
+from longcontext.tokenizers import HuggingFaceTokenizer, TokenizerLike
 
 Align = Literal["token", "word", "sentence"]
 ALIGNS: tuple[Align, ...] = ("token", "word", "sentence")
 # How far back from the window's end a word or sentence boundary may be and still be used.
 _ALIGN_REACH = {"token": 0.0, "word": 0.25, "sentence": 0.5}
+# Tokens read past a window's furthest end before it is cut: a scan past its end for a character
+# boundary crosses at most the tokens of one character.
+_LOOKAHEAD = 64
 
 
 class TokenSplitter(Splitter):
@@ -89,7 +92,14 @@ class TokenSplitter(Splitter):
 
     def bounds(self, text: str) -> list[tuple[int, int, int]]:
         """(start, end, token_count) of each chunk of a non-empty ``text``, whitespace or not."""
-        spans = self.tokenizer.spans(text)
+        spans: TokenSpans | None
+        if isinstance(self.tokenizer, HuggingFaceTokenizer):
+            # Streamed: the text is encoded a block of segments at a time, as windows need it.
+            streamed = StreamedSpans(self.tokenizer.span_blocks(text), len(text))
+            streamed.extend_to(self.chunk_size + _LOOKAHEAD)
+            spans = streamed
+        else:
+            spans = self.tokenizer.spans(text)
         if spans is None or len(spans) == 0:  # no offsets, or every character dropped
             return split_by_counting(
                 text, self.tokenizer.count, self.chunk_size, self.chunk_overlap, self.max_chars
@@ -97,15 +107,23 @@ class TokenSplitter(Splitter):
         return self.windows(text, spans)
 
     def windows(self, text: str, spans: TokenSpans) -> list[tuple[int, int, int]]:
-        """(start, end, token_count) of each window over one encoding of ``text``."""
+        """(start, end, token_count) of each window over one encoding of ``text``.
+
+        With :class:`StreamedSpans`, tokens are read up to a window's furthest end (plus a
+        margin) and forgotten once every later window starts past them.
+        """
         n = len(spans)
+        stream = spans if isinstance(spans, StreamedSpans) else None
         counter = SliceCounter(self.tokenizer, text, spans)
         is_cut_ok = self._cut_rule(text, spans)
-        windows: list[tuple[int, int, int]] = []  # in tokens; characters are found at the end
-        # Windows over a token longer than max_chars, cut in characters: index -> pieces.
-        in_chars: dict[int, list[tuple[int, int, int]]] = {}
+        bounds: list[tuple[int, int, int]] = []
+        last_end = -1  # the last window's end, in tokens
         i = 0
         while True:
+            if stream is not None:
+                stream.extend_to(i + self.chunk_size + _LOOKAHEAD)
+                stream.release(i - 1)  # token i - 1 tells whether a cut before token i is whole
+                n = len(stream)
             bound = self._char_bound(text, spans, i, min(i + self.chunk_size, n))
             j = _last_cut(i, bound, spans, is_cut_ok, self._reach()) if i < bound < n else bound
             if j == i or (j > bound and not self._fits_chars(text, spans, i, j)):
@@ -114,8 +132,8 @@ class TokenSplitter(Splitter):
                 j = max(j, i + 1)
                 while j < n and not spans.is_char_boundary(j):
                     j += 1
-                in_chars[len(windows)] = self._cut_in_chars(text, spans, i, j)
-                windows.append((i, j, 0))
+                bounds.extend(self._cut_in_chars(text, spans, i, j))
+                last_end = j
                 if j >= n:
                     break
                 i = j  # no overlap: a token cannot be shared in part
@@ -127,22 +145,17 @@ class TokenSplitter(Splitter):
                     raise _indivisible(text, spans.start(i), self.chunk_size)
                 j = shorter
                 count = counter.count_span(i, j)
-            if windows and j <= windows[-1][1]:
-                i = windows[-1][1]  # nothing past the last window: go on from its end
+            if j <= last_end:
+                i = last_end  # nothing past the last window: go on from its end
                 continue
-            windows.append((i, j, count))
+            # The first window also takes the characters before the first token (dropped by the
+            # tokenizer); the last one runs to the text's end.
+            start = 0 if i == 0 else spans.start(i)
+            bounds.append((start, len(text) if j >= n else spans.start(j), count))
+            last_end = j
             if j >= n:
                 break
             i = self._next_start(spans, is_cut_ok, i, j)
-        starts = spans.char_starts([i for i, _, _ in windows])
-        starts[0] = 0  # characters before the first token (dropped by the tokenizer) too
-        ends = [*spans.char_starts([j for _, j, _ in windows[:-1]]), len(text)]  # last j is n
-        bounds: list[tuple[int, int, int]] = []
-        for w, (_, _, count) in enumerate(windows):
-            if w in in_chars:
-                bounds.extend(in_chars[w])
-            else:
-                bounds.append((starts[w], ends[w], count))
         return bounds
 
     def _next_start(
@@ -162,8 +175,9 @@ class TokenSplitter(Splitter):
 
     @staticmethod
     def _position(text: str, spans: TokenSpans, k: int) -> int:
-        """Where a window from or to token ``k`` starts or ends, in characters."""
-        return 0 if k == 0 else len(text) if k >= len(spans) else spans.start(k)
+        """Where a window from or to token ``k`` starts or ends, in characters (the text's
+        length at its end: ``spans.start`` of the token count)."""
+        return 0 if k == 0 else spans.start(k)
 
     def _length(self, text: str, spans: TokenSpans, i: int, j: int) -> int:
         return self._position(text, spans, j) - self._position(text, spans, i)
