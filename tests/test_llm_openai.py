@@ -115,9 +115,15 @@ def local(tiny_llama_dir: Path) -> Iterator[LongContextLLM]:  # noqa: F811
 
 def _connect(server: Server, **kwargs: Any) -> LongContextLLM:
     """The model of ``server`` through the openai backend. transformers serve lists the hub
-    cache's models, not the one it is pinned to, so the served name is given."""
+    cache's models, not the one it is pinned to, so the served name is given; without a hub
+    cache its /v1/models answers 500, which the client would retry twice (max_retries)."""
     return LongContextLLM(
-        server.model, backend="openai", base_url=server.url, api_model=server.model, **kwargs
+        server.model,
+        backend="openai",
+        base_url=server.url,
+        api_model=server.model,
+        max_retries=0,
+        **kwargs,
     )
 
 
