@@ -137,7 +137,7 @@ def split_and_embed(
     ray = _import_ray()
     started = _connect(ray, ray_settings)
     try:
-        pools = _Pools.of(ray, ray_settings.workers)
+        pools = _Pools.of(ray, ray_settings.workers, _load_spec(embedder).get("backend"))
         _quiet_data(ray, progress)
         if settings.kind == "semantic":
             from longcontext.rag.indexer import split_files
@@ -222,10 +222,11 @@ class _Pools:
     per_actor: dict[str, Any]
 
     @classmethod
-    def of(cls, ray: Any, workers: int | None) -> _Pools:
+    def of(cls, ray: Any, workers: int | None, backend: str | None) -> _Pools:
         resources = ray.cluster_resources()
         width = workers or max(1, int(resources.get("CPU", 1)))
-        gpus = int(resources.get("GPU", 0))
+        # Only torch runs on a GPU here: ONNX Runtime's CPU session would leave it idle.
+        gpus = int(resources.get("GPU", 0)) if backend in (None, "torch") else 0
         if gpus:  # one GPU per actor; the CPUs left chunk
             return cls(width, min(width, gpus), {"num_gpus": 1})
         return cls(width, width, {"num_cpus": 1})
@@ -290,10 +291,11 @@ def _embed(ray: Any, texts: list[str], embedder: Embedder, pools: _Pools) -> Mat
             **pools.per_actor,
         )
     )
+    got = rows.get("row", np.zeros(0, dtype=np.int64))
+    if len(got) != len(texts) or len(np.unique(got)) != len(texts):
+        raise RuntimeError(f"Ray returned {len(got)} vectors for {len(texts)} chunks")
     vectors = np.zeros((len(texts), dimension), dtype=np.float32)
-    vectors[rows["row"]] = rows["vector"]
-    if len(np.unique(rows["row"])) != len(texts):
-        raise RuntimeError(f"Ray returned {len(rows['row'])} vectors for {len(texts)} chunks")
+    vectors[got] = rows["vector"]
     return vectors
 
 
