@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from longcontext.commands import STDIN, add_deprecated_alias, at_least, printable
 from longcontext.context.reorder import STRATEGIES
+from longcontext.rag.embeddings import BACKENDS
 from longcontext.rag.pipeline import DEFAULT_MODEL, DEFAULT_ROPE, NO_MODEL
 from longcontext.rope import RopeScaling
 
@@ -69,6 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="embeddings to query with; must be the index's own (default: all-MiniLM-L6-v2, "
         "the only ones loaded without being named here)",
     )
+    parser.add_argument(
+        "--embeddings-backend",
+        choices=BACKENDS,
+        default=None,
+        help="what embeds the question: torch, onnx or onnx-int8 (default: the backend the "
+        "index was built with; torch and onnx are interchangeable, onnx-int8 only with itself)",
+    )
     add_deprecated_alias(parser, "--strategy", "--order", "order", choices=ORDERS)
     add_deprecated_alias(parser, "--budget", "--budget-tokens", "budget_tokens", type=at_least(1))
 
@@ -78,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
 
     question = sys.stdin.read().strip() if args.question == STDIN else args.question
     rope = None if args.rope == "none" else args.rope
-    hits = pipeline.retrieve(args.index, question, args.top_k, args.embeddings)
+    hits = pipeline.retrieve(
+        args.index, question, args.top_k, args.embeddings, args.embeddings_backend
+    )
     model = pipeline.load_model(
         args.model or DEFAULT_MODEL, args.context_length, rope, required=args.model is not None
     )

@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from longcontext.commands import add_deprecated_alias, at_least, printable
+from longcontext.rag.embeddings import BACKENDS, DEFAULT_BACKEND
 
 if TYPE_CHECKING:
     from longcontext.rag.indexer import IndexReport
@@ -71,6 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Ray chunking tasks and embedding actors at once (default: the cluster's CPUs; "
         "with GPUs, at most one actor per GPU)",
     )
+    parser.add_argument(
+        "--embeddings-backend",
+        choices=BACKENDS,
+        default=None,
+        help="what runs the embedding model: torch, onnx (ONNX Runtime, float32: the same "
+        "vectors as torch) or onnx-int8 (quantized, faster on CPU); see docs/embeddings.md "
+        f"(default: the index's own, {DEFAULT_BACKEND} for a new one)",
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON report on stdout")
     add_deprecated_alias(parser, "--overlap", "--chunk-overlap", "chunk_overlap", type=at_least(0))
 
@@ -88,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         index_type=args.index_type,
         ray=args.ray,
         ray_workers=args.ray_workers,
+        embeddings_backend=args.embeddings_backend,
     )
     seconds = time.perf_counter() - began
     if args.json:

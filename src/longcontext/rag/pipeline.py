@@ -13,7 +13,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from longcontext.rag.embeddings import canonical_name, check_trusted, load_embedder
+from longcontext.rag.embeddings import (
+    EmbeddingsFingerprint,
+    canonical_name,
+    check_backend,
+    check_trusted,
+    load_embedder,
+)
 from longcontext.rag.errors import RagError
 from longcontext.rag.store import Hit, VectorStore
 from longcontext.tokenizers import Tokenizer, get_tokenizer
@@ -110,7 +116,11 @@ def messages_for(question: str, context: str) -> list[dict[str, str]]:
 
 
 def retrieve(
-    index_path: str | Path, question: str, top_k: int = 8, embeddings: str | None = None
+    index_path: str | Path,
+    question: str,
+    top_k: int = 8,
+    embeddings: str | None = None,
+    backend: str | None = None,
 ) -> list[Hit]:
     """The ``top_k`` chunks of the index closest to ``question``, best first.
 
@@ -119,6 +129,9 @@ def retrieve(
         question: The question.
         top_k: How many chunks to retrieve.
         embeddings: Refuse the index unless it was built with these; None uses the index's own.
+        backend: What embeds the question (``--embeddings-backend``); None uses the index's
+            own, so an index built with ``onnx`` or ``onnx-int8`` is asked without torch.
+            ``torch`` and ``onnx`` are interchangeable; ``onnx-int8`` only with itself.
 
     An index is data from anywhere, and loading an embeddings model runs what its folder holds,
     so only the bundled all-MiniLM-L6-v2 loads unasked: any other model the index names must be
@@ -139,8 +152,12 @@ def retrieve(
         store.check_embeddings(canonical_name(embeddings), index_path)
     check_trusted(store.embeddings.name, embeddings, index_path, "ask")
     store.check_not_empty()  # before loading a model
+    backend = check_backend(backend or store.embeddings.backend)
+    recorded = store.embeddings
+    asked = EmbeddingsFingerprint(recorded.name, recorded.dimension, recorded.weights, backend)
+    store.check_embeddings(asked, index_path, weights=False)  # the backend, before loading
     with hub_offline():
-        embedder = load_embedder(store.embeddings.name)
+        embedder = load_embedder(store.embeddings.name, backend=backend)
     store.check_embeddings(embedder.fingerprint, index_path)
     return store.search(embedder.embed([question], progress=False)[0], top_k)
 

@@ -4,7 +4,8 @@ Layout of an index folder:
 
 - ``manifest.json``: format version; the generation folder holding the data, with the size and
   SHA-256 of each of its files; the corpus folder; the embeddings fingerprint (model name,
-  dimension, digest of the model's files); the splitter settings; each file's content hash and
+  dimension, digest of the model's files, backend: torch when a manifest predates it); the
+  splitter settings; each file's content hash and
   the chunk count;
 - ``gen-N/chunks.jsonl``: one chunk per line, in vector order: source file, character span,
   tokens, text;
@@ -43,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from longcontext.rag import ann
-from longcontext.rag.embeddings import EmbeddingsFingerprint, Matrix
+from longcontext.rag.embeddings import BACKENDS, EmbeddingsFingerprint, Matrix, interchangeable
 from longcontext.rag.errors import (
     EmbeddingsMismatchError,
     EmptyIndexError,
@@ -116,7 +117,11 @@ class VectorStore:
     _search_index: Any = field(default=None, repr=False, compare=False)
 
     def check_embeddings(
-        self, asked: EmbeddingsFingerprint | str, path: str | Path, weights: bool = True
+        self,
+        asked: EmbeddingsFingerprint | str,
+        path: str | Path,
+        weights: bool = True,
+        backend: bool = True,
     ) -> None:
         """Refuse embeddings other than the index's own.
 
@@ -125,9 +130,12 @@ class VectorStore:
             path: The index folder, named in the message.
             weights: Also refuse a fingerprint whose model files changed since the index was
                 built (when both digests are known).
+            backend: Also refuse a fingerprint whose backend makes other vectors than the
+                index's (torch and float32 ONNX are interchangeable; int8 ONNX only with itself).
 
         Raises:
-            EmbeddingsMismatchError: The name, the dimension or the model files differ.
+            EmbeddingsMismatchError: The name, the dimension, the backend or the model files
+                differ.
         """
         name = asked if isinstance(asked, str) else asked.name
         same = name == self.embeddings.name and (
@@ -139,6 +147,17 @@ class VectorStore:
                 f"the index at {path} was built with embeddings {self.embeddings.describe()}, "
                 f"not {wanted}: use --embeddings {self.embeddings.name}, or a new --index folder "
                 "for other embeddings"
+            )
+        ours = self.embeddings.backend
+        if (
+            backend
+            and isinstance(asked, EmbeddingsFingerprint)
+            and not interchangeable(ours, asked.backend)
+        ):
+            raise EmbeddingsMismatchError(
+                f"the index at {path} was embedded with backend {ours}, and {asked.backend} "
+                f"makes other vectors: ask with --embeddings-backend {ours}, or index again "
+                f"with --embeddings-backend {asked.backend}"
             )
         if weights and isinstance(asked, EmbeddingsFingerprint) and self.embeddings.changed(asked):
             raise EmbeddingsMismatchError(
@@ -385,6 +404,11 @@ def stack(parts: Sequence[Matrix], dimension: int) -> Matrix:
 def _check_manifest(manifest: dict[str, Any]) -> tuple[EmbeddingsFingerprint, int, str]:
     """The fingerprint, chunk count and generation of a manifest whose numbers agree."""
     fingerprint = EmbeddingsFingerprint(**manifest["embeddings"])
+    if fingerprint.backend not in BACKENDS:
+        raise ValueError(
+            f"the manifest names embeddings backend {fingerprint.backend!r}, not one of "
+            f"{', '.join(BACKENDS)}"
+        )
     count, dimension = manifest["chunks"], fingerprint.dimension
     for name, value, low, top in (
         ("chunks", count, 0, 1 << 40),
