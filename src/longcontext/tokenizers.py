@@ -255,6 +255,53 @@ def segment_cuts(text: str, rule: CutRule, size: int) -> list[int]:
     return cuts
 
 
+# Characters from U+0300 on: all combining marks, and all characters that decompose into one.
+_BEYOND_LATIN = re.compile("[\u0300-\U0010ffff]")
+
+
+@cache
+def _reorderable(char: str) -> bool:
+    """Whether a character's (compatibility) decomposition starts with a combining mark: the
+    only characters a normalizer may move before the one in front of them."""
+    import unicodedata
+
+    return bool(
+        unicodedata.combining(char) or unicodedata.combining(unicodedata.normalize("NFKD", char)[0])
+    )
+
+
+class EncodedSegment:
+    """One segment's encoding, whose offsets are read one token at a time when asked for."""
+
+    __slots__ = ("count", "encoding", "offset")
+
+    def __init__(self, offset: int, encoding: Any) -> None:
+        self.offset = offset
+        self.encoding = encoding
+        self.count: int = len(encoding)
+
+    def offsets(self, k: int) -> tuple[int, int]:
+        start, end = self.encoding.token_to_chars(k)
+        return start + self.offset, end + self.offset
+
+
+class ArraySegment:
+    """One segment's offsets, read into arrays (kept monotone)."""
+
+    __slots__ = ("count", "ends", "starts")
+
+    def __init__(self, starts: Any, ends: Any) -> None:
+        self.starts = starts
+        self.ends = ends
+        self.count: int = len(starts)
+
+    def offsets(self, k: int) -> tuple[int, int]:
+        return int(self.starts[k]), int(self.ends[k])
+
+
+SpanPart = EncodedSegment | ArraySegment
+
+
 class HuggingFaceTokenizer(Tokenizer):
     """A Hugging Face fast tokenizer (``tokenizers.Tokenizer`` or a transformers fast tokenizer).
 
@@ -295,14 +342,9 @@ class HuggingFaceTokenizer(Tokenizer):
             and not text[position + 1].isspace()
         )
 
-    def span_blocks(self, text: str, with_ids: bool = False) -> Iterator[SpanBlock]:
-        """The spans of :meth:`spans`, a block of segments at a time: (ids or None, starts,
-        ends), whose concatenations are the whole text's."""
-        import numpy as np
-
+    def _batches(self, text: str) -> Iterator[tuple[list[int], list[str], list[Any]]]:
+        """(cuts, segments, encodings) of :data:`SEGMENTS_PER_BATCH` segments at a time."""
         cuts = segment_cuts(text, self.cut_rule, SEGMENT_CHARS) if self.cut_rule else [0, len(text)]
-        high_start = high_end = 0  # running maxima: offsets stay monotone across blocks
-        first = True
         for b in range(0, len(cuts) - 1, SEGMENTS_PER_BATCH):
             edges = cuts[b : b + SEGMENTS_PER_BATCH + 1]
             pieces = [text[x:y] for x, y in pairwise(edges)]
@@ -311,6 +353,54 @@ class HuggingFaceTokenizer(Tokenizer):
                 if len(pieces) > 1
                 else [self.backend.encode(pieces[0], add_special_tokens=False)]
             )
+            yield edges, pieces, encodings
+
+    def span_parts(self, text: str) -> Iterator[SpanPart]:
+        """The spans of :meth:`spans`, one segment at a time, for a reader that looks up a few
+        tokens of each: a segment whose offsets cannot step back keeps its encoding and is asked
+        token by token (no Python object per token); any other is read into arrays."""
+        import numpy as np
+
+        plain = self._plain_segment
+        high_start = high_end = 0  # running maxima, as in span_blocks
+        for edges, pieces, encodings in self._batches(text):
+            for offset, piece, encoding in zip(edges, pieces, encodings, strict=False):
+                if not len(encoding):
+                    continue
+                if plain(piece):
+                    yield EncodedSegment(offset, encoding)
+                    continue
+                flat = np.fromiter(
+                    chain.from_iterable(encoding.offsets), dtype=np.int64, count=2 * len(encoding)
+                ).reshape(-1, 2)
+                flat += offset
+                starts = np.maximum(np.maximum.accumulate(flat[:, 0]), high_start)
+                ends = np.maximum(np.maximum.accumulate(flat[:, 1]), high_end)
+                high_start, high_end = int(starts[-1]), int(ends[-1])
+                yield ArraySegment(starts, ends)
+
+    def _plain_segment(self, piece: str) -> bool:
+        """Whether a segment's offsets are known to be monotone as the tokenizer gives them.
+
+        Offsets step back only where a normalizer reorders characters (combining marks of
+        different classes) or a byte-level token ends inside a character: neither happens in
+        ASCII, and under a "word" rule (no byte-level tokens) only next to a character whose
+        decomposition starts with a combining mark.
+        """
+        if piece.isascii():
+            return True
+        if self.cut_rule != "word":
+            return False
+        return not any(_reorderable(m.group()) for m in _BEYOND_LATIN.finditer(piece))
+
+    def span_blocks(self, text: str, with_ids: bool = False) -> Iterator[SpanBlock]:
+        """The spans of :meth:`spans`, a block of segments at a time: (ids or None, starts,
+        ends), whose concatenations are the whole text's."""
+        import numpy as np
+
+        high_start = high_end = 0  # running maxima: offsets stay monotone across blocks
+        first = True
+        for edges, _, encodings in self._batches(text):
             sizes = [len(e) for e in encodings]
             total = sum(sizes)
             flat = np.fromiter(

@@ -7,6 +7,7 @@ re-encodes only its edges.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,7 @@ from longcontext.spans import ByteTokenSpans, TokenSpans
 from longcontext.tokenizers import HuggingFaceTokenizer, TiktokenTokenizer, Tokenizer
 
 if TYPE_CHECKING:
-    from longcontext.tokenizers import SpanBlock
+    from longcontext.tokenizers import SpanPart
 
 # How many tokens to look past an edge for a safe cut before re-encoding the whole slice.
 _SCAN = 64
@@ -199,9 +200,9 @@ class SliceCounter:
 
         A Hugging Face tokenizer's token is safe where it starts at a cut its rule allows.
         """
-        if self.hf is not None:
+        if self.hf is not None:  # the text first: one offset to read where it says no
             spans = self.spans
-            return spans.is_char_boundary(k) and self.hf.is_cut(self.text, spans.start(k))
+            return self.hf.is_cut(self.text, spans.start(k)) and spans.is_char_boundary(k)
         raw, b = self._raw, int(self._byte_ends[k - 1])
         if b + 1 >= len(raw):
             return False
@@ -229,64 +230,70 @@ class SliceCounter:
 
 
 class StreamedSpans(TokenSpans):
-    """The spans of one text, read a block at a time and kept only around where a splitter works.
+    """The spans of one text, read a segment at a time and kept only around where a splitter
+    works.
 
-    Token indices are the whole text's; :meth:`extend_to` reads blocks up to an index and
-    :meth:`release` forgets the tokens before one. ``len()`` is the number of tokens read so
-    far, the whole count once the last block is in (:attr:`done`): a caller that needs tokens
+    Token indices are the whole text's; :meth:`extend_to` reads segments up to an index and
+    :meth:`release` forgets the segments before one. ``len()`` is the number of tokens read so
+    far, the whole count once the last segment is in (:attr:`done`): a caller that needs tokens
     up to ``k`` extends to ``k`` first. Asking :meth:`start` or :meth:`is_char_boundary` past
     what was read reads on, so a scan never takes the end of what was read for the text's end.
     """
 
-    def __init__(self, blocks: Iterator[SpanBlock], length: int) -> None:
+    def __init__(self, parts: Iterator[SpanPart], length: int) -> None:
         self.ids: list[int] = []  # not kept: len() is overridden
         self.length = length
-        self._blocks = blocks
-        self._starts = np.zeros(0, dtype=np.int64)
-        self._ends = np.zeros(0, dtype=np.int64)
-        self.base = 0  # the whole-text index of _starts[0]
+        self._parts = parts
+        self._bases: list[int] = []  # the whole-text index of each held segment's first token
+        self._held: list[SpanPart] = []
+        self._read = 0  # tokens read so far
         self.done = False
 
     def __len__(self) -> int:
-        return self.base + len(self._starts)
+        return self._read
+
+    @property
+    def base(self) -> int:
+        """The first token still held."""
+        return self._bases[0] if self._bases else self._read
 
     def extend_to(self, k: int) -> None:
-        """Read blocks until token ``k`` is in, or the text is."""
-        if self.done or k < len(self):
-            return
-        starts, ends, have = [self._starts], [self._ends], len(self)
-        while have <= k:
-            block = next(self._blocks, None)
-            if block is None:
+        """Read segments until token ``k`` is in, or the text is."""
+        while k >= self._read and not self.done:
+            part = next(self._parts, None)
+            if part is None:
                 self.done = True
-                break
-            starts.append(block[1])
-            ends.append(block[2])
-            have += len(block[1])
-        self._starts, self._ends = np.concatenate(starts), np.concatenate(ends)
+            elif part.count:
+                self._bases.append(self._read)
+                self._held.append(part)
+                self._read += part.count
 
     def release(self, k: int) -> None:
-        """Forget the tokens before ``k`` (once they are half of what is held: few copies)."""
-        drop = k - self.base
-        if drop > 0 and 2 * drop >= len(self._starts):
-            self._starts, self._ends = self._starts[drop:].copy(), self._ends[drop:].copy()
-            self.base = k
+        """Forget the segments that end before token ``k``."""
+        while len(self._bases) > 1 and self._bases[1] <= k:
+            del self._bases[0], self._held[0]
+
+    def _offsets(self, k: int) -> tuple[int, int]:
+        """Token ``k``'s character span, for ``k`` read and held."""
+        bases = self._bases
+        # Most lookups fall in the last segment read: no search then.
+        at = len(bases) - 1 if bases and k >= bases[-1] else bisect_right(bases, k) - 1
+        if at < 0:
+            raise IndexError(f"token {k} was released (tokens from {self.base} are kept)")
+        return self._held[at].offsets(k - bases[at])
 
     def start(self, k: int) -> int:
         self.extend_to(k)
-        if k >= len(self):
+        if k >= self._read:
             return self.length
-        if k < self.base:
-            raise IndexError(f"token {k} was released (tokens from {self.base} are kept)")
-        return int(self._starts[k - self.base])
+        # The first token also spans what the normalizer dropped before it.
+        return 0 if k == 0 else self._offsets(k)[0]
 
     def char_starts(self, tokens: Sequence[int]) -> list[int]:
         return [self.start(k) for k in tokens]
 
     def is_char_boundary(self, k: int) -> bool:
         self.extend_to(k)
-        if k <= 0 or k >= len(self):
+        if k <= 0 or k >= self._read:
             return True
-        if k <= self.base:
-            raise IndexError(f"token {k - 1} was released (tokens from {self.base} are kept)")
-        return bool(self._ends[k - 1 - self.base] <= self._starts[k - self.base])
+        return self._offsets(k - 1)[1] <= self._offsets(k)[0]

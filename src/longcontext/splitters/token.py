@@ -95,7 +95,7 @@ class TokenSplitter(Splitter):
         spans: TokenSpans | None
         if isinstance(self.tokenizer, HuggingFaceTokenizer):
             # Streamed: the text is encoded a block of segments at a time, as windows need it.
-            streamed = StreamedSpans(self.tokenizer.span_blocks(text), len(text))
+            streamed = StreamedSpans(self.tokenizer.span_parts(text), len(text))
             streamed.extend_to(self.chunk_size + _LOOKAHEAD)
             spans = streamed
         else:
