@@ -277,3 +277,23 @@ def test_a_bad_backend_name_from_the_library(tmp_path: Path) -> None:
         build_index(tmp_path, tmp_path / "idx", embeddings_backend="openvino")
     with pytest.raises(RagError, match="'fast' is not one of"):
         load_embedder(None, backend="fast")
+
+
+def test_a_damaged_cached_file_is_named(
+    embedders: dict[str, Embedder], cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LONGCONTEXT_CACHE_DIR", str(tmp_path))
+    weights = embedders["onnx"].fingerprint.weights
+    damaged = onnx_export.exported_path(weights, "onnx-int8")
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"not an onnx file")
+    _load_onnx.cache_clear()
+    with pytest.raises(RagError, match=f"cannot load the cached ONNX file {damaged} .*delete it"):
+        load_embedder(None, backend="onnx-int8")
+
+
+def test_without_onnxruntime_the_way_out_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    _load_onnx.cache_clear()
+    with pytest.raises(RagError, match=r"needs onnxruntime: pip install 'longcontext\[rag\]'"):
+        load_embedder(None, backend="onnx")

@@ -332,14 +332,27 @@ def load_embedder(
 @lru_cache(maxsize=4)
 def _load_onnx(folder: str, name: str, weights: str, backend: Backend) -> Embedder:
     """An ONNX embedder, its file exported on first use; one session per process and file."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise RagError(
+            f"--embeddings-backend {backend} needs onnxruntime: pip install 'longcontext[rag]', "
+            "or use --embeddings-backend torch"
+        ) from exc
     from longcontext.rag.onnx_embeddings import OnnxEmbedder, read_layout
     from longcontext.rag.onnx_export import exported_model
 
     layout = read_layout(Path(folder))  # refuses what the ONNX path cannot run, before export
     model_file = exported_model(Path(folder), weights, backend)
-    return OnnxEmbedder(
-        model_file, layout, EmbeddingsFingerprint(name, layout.dimension, weights, backend)
-    )
+    fingerprint = EmbeddingsFingerprint(name, layout.dimension, weights, backend)
+    try:
+        return OnnxEmbedder(model_file, layout, fingerprint)
+    except Exception as exc:  # ONNX Runtime raises its own types for a file it cannot read
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RagError(
+            f"cannot load the cached ONNX file {model_file} ({first}): delete it, and the next "
+            "run exports it again"
+        ) from exc
 
 
 @lru_cache(maxsize=2)
