@@ -160,10 +160,10 @@ class OnnxEmbedder(Embedder):
         self._backend = RustTokenizer.from_file(str(layout.folder / "tokenizer.json"))
         # The folder's tokenizer.json may carry its own truncation and padding (all-MiniLM-L6-v2
         # pads to 128): sentence-transformers truncates at max_seq_length; we pad per batch.
+        padding = self._backend.padding or {}  # the pad id, before padding is turned off
+        self._pad_id = int(padding.get("pad_id", 0))
         self._backend.enable_truncation(layout.max_seq_length)
         self._backend.no_padding()
-        padding = json.loads(self._backend.to_str()).get("padding") or {}
-        self._pad_id = int(padding.get("pad_id", 0))
 
     @cached_property
     def tokenizer(self) -> Tokenizer:
