@@ -2,11 +2,13 @@
 
 One real local Ray (2 CPUs) serves the module; real all-MiniLM-L6-v2 embeddings in the Ray
 actors, real text from ../shared, real FAISS. The CLI's address errors run in a separate process,
-where no Ray is started.
+where no Ray is started. Ray being absent is not tested: that would take a mock.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import os
 import socket
@@ -19,9 +21,11 @@ import numpy as np
 import pytest
 import rag_fixtures
 
+from longcontext.rag.corpus import read_corpus
+from longcontext.rag.embeddings import load_embedder
 from longcontext.rag.errors import RagError
 from longcontext.rag.indexer import SplitterSettings, build_index
-from longcontext.rag.ray_ingest import EMBED_STEP, check_ray
+from longcontext.rag.ray_ingest import EMBED_STEP, RaySettings, check_ray, split_and_embed
 from longcontext.rag.store import VectorStore
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
@@ -90,6 +94,23 @@ def test_semantic_chunks_are_cut_as_locally(
     build_index(folder, tmp_path / "local", splitter=semantic)
     build_index(folder, tmp_path / "ray", splitter=semantic, ray="local", ray_workers=1)
     assert_same_index(tmp_path / "ray", tmp_path / "local")
+
+
+def test_an_actor_with_other_model_files_is_one_clear_error(
+    local_ray: None, corpus: Corpus
+) -> None:
+    """A worker whose model files differ from the driver's refuses to embed; the error comes
+    back through Ray's wrappers as one RagError line, not a Ray traceback."""
+    folder, _ = corpus
+    driver = copy.copy(load_embedder())
+    # As if the driver's model folder held other weights than the workers' copy.
+    driver.fingerprint = dataclasses.replace(driver.fingerprint, weights="0" * 64)
+    files = read_corpus(folder).files[:1]
+    with pytest.raises(RagError) as caught:
+        split_and_embed(files, SplitterSettings().resolved(), driver, RaySettings("local", 1))
+    message = str(caught.value)
+    assert "\n" not in message and "install the same model on every node" in message
+    assert "not the driver's" in message and "000000000000" in message
 
 
 def test_addresses_and_workers_are_checked_before_any_work() -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import sys
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ EMBED_BATCH = 64  # chunks per forward pass, as the local path embeds
 # so a call on a slice that starts at a multiple of 512 makes the batches a local run makes.
 EMBED_STEP = 8 * EMBED_BATCH
 _CONNECT_TIMEOUT_S = 5.0  # a host that does not answer a TCP connect in this time is not there
+# How a RagError ends a traceback that Ray passes on as text.
+_RAG_ERROR_LINE = re.compile(r"^longcontext\.rag\.errors\.\w+: (.+)$", re.M)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +153,9 @@ def split_and_embed(
     except RagError:
         raise
     except Exception as exc:  # Ray wraps a worker's error in its own types
-        cause = _rag_cause(exc)
-        if cause is not None:
-            raise RagError(_first_line(cause)) from exc
+        message = _rag_cause(exc)
+        if message is not None:
+            raise RagError(message) from exc
         raise
     finally:
         if started:
@@ -192,9 +195,7 @@ def _connect(ray: Any, wanted: RaySettings) -> bool:
     address = wanted.address
     if address == LOCAL and os.environ.get("RAY_ADDRESS"):
         address = os.environ["RAY_ADDRESS"]  # Ray's own convention: join the named cluster
-    # Quiet: Ray's notices (token auth, actor arguments in the object store) are not the
-    # user's business; errors still surface as exceptions.
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+    # Quiet: Ray's notices are not the user's business; errors still surface as exceptions.
     quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     try:
         if address == LOCAL:
@@ -205,10 +206,12 @@ def _connect(ray: Any, wanted: RaySettings) -> bool:
     except RagError:
         raise
     except Exception as exc:  # ConnectionError, RuntimeError, ValueError, gRPC's errors
-        where = "start Ray on this machine" if address == LOCAL else f"connect to Ray at {address}"
+        if address == LOCAL:
+            raise RagError(f"could not start Ray on this machine: {_first_line(exc)}") from None
         raise RagError(
-            f"could not {where}: {_first_line(exc)}. Start a cluster with `ray start --head` "
-            "and give its address (see docs/ray.md)"
+            f"could not connect to Ray at {address}: {_first_line(exc)}. Check the address "
+            "(`ray status` on the head prints it); a cluster with token authentication also "
+            "needs RAY_AUTH_MODE=token and its token here (see docs/ray.md)"
         ) from None
     return True
 
@@ -239,7 +242,9 @@ def _quiet_data(ray: Any, progress: bool | None) -> None:
     context.enable_operator_progress_bars = shown
     context.print_on_execution_start = False
     context.enable_auto_log_stats = False
-    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    # Ray Data logs a worker's error with its traceback, on stdout (where --json writes); the
+    # error itself comes back as an exception, and leaves as one line.
+    logging.getLogger("ray.data").setLevel(logging.CRITICAL)
 
 
 def _chunk(
@@ -319,22 +324,23 @@ def _load_spec(embedder: Embedder) -> dict[str, Any]:
     return spec
 
 
-def _rag_cause(exc: BaseException) -> BaseException | None:
-    """The RagError a worker raised, found in the exceptions Ray wraps it in."""
+def _rag_cause(exc: BaseException) -> str | None:
+    """The message of the RagError a worker raised, found in the exceptions Ray wraps it in.
+
+    A task's error keeps the original as ``cause``; an actor that died in ``__init__`` keeps only
+    its traceback text, where the error's last line names it."""
     seen: set[int] = set()
     pending: list[BaseException | None] = [exc]
-    found: BaseException | None = None
     while pending:
         current = pending.pop()
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, RagError):
-            found = current
-            if type(current).__module__.startswith("longcontext"):
-                return current  # the original, not Ray's copy with a traceback in its text
+        if isinstance(current, RagError) and type(current).__module__.startswith("longcontext"):
+            return _first_line(current)  # the original, not Ray's copy with a traceback
         pending += [current.__cause__, current.__context__, getattr(current, "cause", None)]
-    return found
+    found = _RAG_ERROR_LINE.findall(str(exc))
+    return found[-1] if found else None
 
 
 def _first_line(exc: BaseException) -> str:
