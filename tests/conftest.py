@@ -14,6 +14,8 @@ os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "data" / "tokenizers" /
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Exported ONNX embeddings are cached in the checkout (gitignored), not in the user's home.
+os.environ.setdefault("LONGCONTEXT_CACHE_DIR", str(ROOT / ".longcontext-cache"))
 
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))

@@ -423,13 +423,15 @@ class LongContextLLM:
     def score(self, ids: Sequence[int], first: int = 1) -> list[float]:
         """Natural-log likelihood of each token ``ids[first:]`` given all the tokens before it,
         for perplexity. Nothing is fitted to ``context_window``: ids past it are scored as the
-        model extrapolates (the unscaled baseline of a length sweep). Transformers backend only;
-        the ``[len x vocab]`` logits are never held at once."""
+        model extrapolates on the transformers backend (the unscaled baseline of a length
+        sweep); vLLM refuses ids past the window it serves. The transformers backend runs the LM
+        head in slices and vLLM returns prompt log-probabilities, so the ``[len x vocab]``
+        logits are never held at once."""
         scorer = getattr(self._backend, "score", None)
         if scorer is None:
             raise NotImplementedError(
-                f"scoring tokens needs backend='transformers'; the {self.backend_name} backend "
-                "only generates"
+                f"scoring tokens needs backend='transformers' or 'vllm'; the "
+                f"{self.backend_name} backend only generates"
             )
         return list(scorer(list(ids), first))
 
