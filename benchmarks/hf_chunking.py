@@ -216,14 +216,35 @@ def measure(name: str, path: Path, src: str | None, timeout: float) -> dict[str,
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def _combine(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per contender, size and run label: the median time of its repeats, the
+    highest peak."""
+    groups: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["name"], r["size_mb"], r.get("label", "")), []).append(r)
+    combined = []
+    for group in groups.values():
+        done = [r for r in group if "seconds" in r]
+        if not done:
+            combined.append(group[0])
+            continue
+        done.sort(key=lambda r: r["seconds"])
+        middle = dict(done[len(done) // 2])
+        middle["peak_mb"] = max(r["peak_mb"] for r in done)
+        middle["repeats"] = len(done)
+        combined.append(middle)
+    return combined
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    """Markdown table of measured rows; ratios against the floor of the same size."""
+    """Markdown table of measured rows; ratios against the floor of the same size and run."""
+    rows = _combine(rows)
     # Each run measures its own floor: rows are compared with the floor of their run (label).
     floors = {
         (r["size_mb"], r.get("label")): r for r in rows if r["name"] == "floor" and "seconds" in r
     }
     out = []
-    for r in rows:
+    for r in sorted(rows, key=lambda r: r["size_mb"]):
         label = CONTENDERS[r["name"]][0] + (f" ({r['label']})" if r.get("label") else "")
         if "seconds" not in r:
             out.append([label, r["size_mb"], "—", "—", "—", "—", f"did not finish: {r['error']}"])
@@ -256,6 +277,9 @@ def main() -> None:
     parser.add_argument("--src", help="import longcontext from this src folder")
     parser.add_argument("--label", default="", help="label for the rows (e.g. before)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per measurement")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="measurements per contender (interleaved; median)"
+    )
     parser.add_argument("--json", help="append raw rows to this JSON-lines file")
     parser.add_argument("--table", help="print the table of a JSON-lines file and exit")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
@@ -273,19 +297,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hf-chunking-") as folder:
         inputs = build_inputs(Path(folder), sizes)
         for size, path in inputs.items():
-            for name in names:
-                row = {
-                    "name": name,
-                    "size_mb": size,
-                    "bytes": path.stat().st_size,
-                    "label": args.label,
-                    **measure(name, path, args.src, args.timeout),
-                }
-                print(json.dumps(row), flush=True)
-                rows.append(row)
-                if args.json:
-                    with open(args.json, "a") as file:
-                        file.write(json.dumps(row) + "\n")
+            for _ in range(args.repeat):  # interleaved: load on a shared machine hits all alike
+                for name in names:
+                    row = {
+                        "name": name,
+                        "size_mb": size,
+                        "bytes": path.stat().st_size,
+                        "label": args.label,
+                        **measure(name, path, args.src, args.timeout),
+                    }
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+                    if args.json:
+                        with open(args.json, "a") as file:
+                            file.write(json.dumps(row) + "\n")
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores\n")
     print(table(rows))
 

@@ -157,6 +157,24 @@ def test_every_segment_cut_is_a_cut_of_the_rule(
             assert not any(tokenizer.is_cut(text, p) for p in range(a + 1, a + size + 1))
 
 
+@given(text=TEXTS, size=st.integers(1, 40))
+@SETTINGS
+def test_streamed_spans_read_token_by_token_are_the_whole_text_spans(
+    tokenizer: HuggingFaceTokenizer, text: str, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain segments keep their encoding and are asked token by token; others are arrays."""
+    monkeypatch.setattr(tokenizers_module, "SEGMENT_CHARS", size)
+    _, starts, ends = old_spans(tokenizer, text)
+    streamed = StreamedSpans(tokenizer.span_parts(text), len(text))
+    streamed.extend_to(len(starts) + 1)
+    assert streamed.done and len(streamed) == len(starts)
+    assert [streamed.start(k) for k in range(len(starts) + 1)] == [*starts.tolist(), len(text)]
+    boundary = [
+        k <= 0 or k >= len(starts) or ends[k - 1] <= starts[k] for k in range(len(starts) + 1)
+    ]
+    assert [streamed.is_char_boundary(k) for k in range(len(starts) + 1)] == boundary
+
+
 @given(
     text=TEXTS,
     size=st.integers(2, 24),

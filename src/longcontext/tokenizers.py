@@ -387,6 +387,8 @@ class HuggingFaceTokenizer(Tokenizer):
         ASCII, and under a "word" rule (no byte-level tokens) only next to a character whose
         decomposition starts with a combining mark.
         """
+        if self.cut_rule is None:  # components this reasoning does not know
+            return False
         if piece.isascii():
             return True
         if self.cut_rule != "word":

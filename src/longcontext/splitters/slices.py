@@ -283,7 +283,8 @@ class StreamedSpans(TokenSpans):
         return self._held[at].offsets(k - bases[at])
 
     def start(self, k: int) -> int:
-        self.extend_to(k)
+        if k >= self._read:
+            self.extend_to(k)
         if k >= self._read:
             return self.length
         # The first token also spans what the normalizer dropped before it.
@@ -293,7 +294,8 @@ class StreamedSpans(TokenSpans):
         return [self.start(k) for k in tokens]
 
     def is_char_boundary(self, k: int) -> bool:
-        self.extend_to(k)
+        if k >= self._read:
+            self.extend_to(k)
         if k <= 0 or k >= self._read:
             return True
         return self._offsets(k - 1)[1] <= self._offsets(k)[0]
