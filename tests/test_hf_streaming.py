@@ -284,8 +284,25 @@ def test_cut_rules_come_from_the_components() -> None:
         ),
         {**_config(pre_tokenizer=byte_level), "model": {"type": "BPE", "dropout": 0.1}},
         {**_config(pre_tokenizer=byte_level), "added_tokens": [{"content": "a b"}]},
+        {**_config(pre_tokenizer=byte_level), "added_tokens": [{"content": "<m>", "lstrip": True}]},
     ]
     assert [local_cut_rule(config) for config in unknown] == [None] * len(unknown)
+
+
+def test_an_added_token_that_strips_spaces_takes_the_rule_away() -> None:
+    """RoBERTa's "<mask>" eats the spaces around it: a segment cut at the space after it would
+    encode " bar" where the whole text encodes "bar"."""
+    from tokenizers import AddedToken, Tokenizer
+
+    backend = Tokenizer.from_str(byte_level_bpe().to_str())  # a copy: the fixture is shared
+    backend.add_special_tokens([AddedToken("<mask>", rstrip=True)])
+    tokenizer = HuggingFaceTokenizer(backend)
+    assert tokenizer.cut_rule is None
+    text = "see <mask> bar and <mask> baz " * 20
+    whole = tokenizer.backend.encode(text, add_special_tokens=False)
+    assert tokenizer.spans(text).ids.tolist() == whole.ids  # type: ignore[union-attr]
+    expected = TokenSplitter(whole_text(tokenizer), 6, 2).bounds(text)
+    assert TokenSplitter(tokenizer, 6, 2).bounds(text) == expected
 
 
 def test_a_tokenizer_without_a_rule_still_splits_exactly() -> None:

@@ -185,8 +185,12 @@ def local_cut_rule(config: dict[str, Any]) -> CutRule | None:
     ``text`` on either side of ``p``. Added tokens are matched before all that, so none may
     contain whitespace.
     """
-    if any(any(c.isspace() for c in t.get("content", "")) for t in config.get("added_tokens", [])):
-        return None
+    for added in config.get("added_tokens", []):
+        # Matched first, an added token may eat the spaces next to it (lstrip/rstrip): "<mask>
+        # bar" then encodes "bar" where a segment from the space would encode " bar".
+        content = added.get("content", "")
+        if added.get("lstrip") or added.get("rstrip") or any(c.isspace() for c in content):
+            return None
     model = config.get("model") or {}
     if model.get("dropout"):  # BPE dropout: not even two encodings of one text agree
         return None
