@@ -117,10 +117,14 @@ class TokenSplitter(Splitter):
         counter = SliceCounter(self.tokenizer, text, spans)
         is_cut_ok = self._cut_rule(text, spans)
         bounds: list[tuple[int, int, int]] = []
+        # Windows in tokens (or pieces already in characters), turned into characters in one
+        # batch: at the end, or before streamed tokens are forgotten.
+        pending: list[tuple[int, int, int] | list[tuple[int, int, int]]] = []
         last_end = -1  # the last window's end, in tokens
         i = 0
         while True:
             if stream is not None:
+                bounds.extend(self._in_characters(text, spans, pending))
                 stream.extend_to(i + self.chunk_size + _LOOKAHEAD)
                 stream.release(i - 1)  # token i - 1 tells whether a cut before token i is whole
                 n = len(stream)
@@ -132,7 +136,7 @@ class TokenSplitter(Splitter):
                 j = max(j, i + 1)
                 while j < n and not spans.is_char_boundary(j):
                     j += 1
-                bounds.extend(self._cut_in_chars(text, spans, i, j))
+                pending.append(self._cut_in_chars(text, spans, i, j))
                 last_end = j
                 if j >= n:
                     break
@@ -148,14 +152,39 @@ class TokenSplitter(Splitter):
             if j <= last_end:
                 i = last_end  # nothing past the last window: go on from its end
                 continue
-            # The first window also takes the characters before the first token (dropped by the
-            # tokenizer); the last one runs to the text's end.
-            start = 0 if i == 0 else spans.start(i)
-            bounds.append((start, len(text) if j >= n else spans.start(j), count))
+            pending.append((i, j, count))
             last_end = j
             if j >= n:
                 break
             i = self._next_start(spans, is_cut_ok, i, j)
+        bounds.extend(self._in_characters(text, spans, pending))
+        return bounds
+
+    @staticmethod
+    def _in_characters(
+        text: str,
+        spans: TokenSpans,
+        pending: list[tuple[int, int, int] | list[tuple[int, int, int]]],
+    ) -> list[tuple[int, int, int]]:
+        """(start, end, count) in characters of windows in tokens, emptying ``pending``.
+
+        The first window also takes the characters before the first token (dropped by the
+        tokenizer); the last one runs to the text's end.
+        """
+        windows = [w for w in pending if isinstance(w, tuple)]
+        starts = iter(spans.char_starts([i for i, _, _ in windows]))
+        ends = iter(spans.char_starts([j for _, j, _ in windows if j < len(spans)]))
+        bounds: list[tuple[int, int, int]] = []
+        for window in pending:
+            if isinstance(window, list):  # pieces cut in characters
+                bounds.extend(window)
+                continue
+            i, j, count = window
+            start = next(starts)
+            bounds.append(
+                (0 if i == 0 else start, len(text) if j >= len(spans) else next(ends), count)
+            )
+        pending.clear()
         return bounds
 
     def _next_start(
