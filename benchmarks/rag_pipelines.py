@@ -80,6 +80,16 @@ def langchain_index(corpus: Path, out: Path) -> dict[str, Any]:
         add_start_index=True,
     )
     chunks = splitter.split_documents(documents)
+    # add_start_index steps back by chunk_overlap *characters* while the overlap is counted in
+    # tokens here, so it misses many starts (-1); find each chunk from the previous one's start,
+    # as Chroma's evaluation does, so recall scores the retrieval and not that bookkeeping.
+    previous: dict[str, int] = {}
+    texts = {d.metadata["source"]: d.page_content for d in documents}
+    for chunk in chunks:
+        source = chunk.metadata["source"]
+        found = texts[source].find(chunk.page_content, previous.get(source, 0))
+        chunk.metadata["start_index"] = found
+        previous[source] = max(found, previous.get(source, 0))
     embeddings = HuggingFaceEmbeddings(
         model_name=model_path(), encode_kwargs={"normalize_embeddings": True}
     )
