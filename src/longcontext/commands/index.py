@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         help="chunk and embed the changed files on Ray Data: alone, a Ray started here (or "
         "$RAY_ADDRESS); or a cluster: auto, HOST:6379, ray://HOST:10001. Put it after DIR. "
-        "The index is written here either way; see docs/ray.md",
+        "The index is written here either way; see docs/ray.md (default: no Ray, all here)",
     )
     parser.add_argument(
         "--ray-workers",
