@@ -23,8 +23,10 @@ from retrieval_fixtures import corpus_excerpt, minilm_path
 
 from longcontext.rag import onnx_export
 from longcontext.rag.embeddings import (
+    BACKENDS,
     Embedder,
     _load_onnx,
+    default_backend,
     load_embedder,
 )
 from longcontext.rag.errors import EmbeddingsMismatchError, RagError
@@ -55,7 +57,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def embedders(cache: Path) -> dict[str, Embedder]:
-    return {b: load_embedder(None, backend=b) for b in ("torch", "onnx", "onnx-int8")}
+    return {b: load_embedder(None, backend=b) for b in BACKENDS}
 
 
 def texts() -> list[str]:
@@ -81,6 +83,25 @@ def test_int8_vectors_stay_close_to_torch(embedders: dict[str, Embedder]) -> Non
     np.testing.assert_allclose(np.linalg.norm(int8, axis=1), 1.0, atol=1e-5)
     cosine = np.sum(embedders["torch"].embed(sample) * int8, axis=1)
     assert cosine.min() > 0.97, cosine.min()
+
+
+def test_openvino_vectors_stay_close_to_torch(embedders: dict[str, Embedder]) -> None:
+    """OpenVINO runs the float32 file in bfloat16 where the CPU has it, else in float32."""
+    sample = [t for t in texts() if t.strip()]
+    vectors = embedders["openvino"].embed(sample, batch_size=7)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    cosine = np.sum(embedders["torch"].embed(sample) * vectors, axis=1)
+    assert cosine.min() > 0.995, cosine.min()
+    # one text alone or among others: the same vector (no batch-dependent scales as in int8)
+    alone = embedders["openvino"].embed(sample[3:4])
+    np.testing.assert_allclose(alone[0], vectors[3], atol=2e-3)
+
+
+def test_the_default_backend_follows_the_cpu() -> None:
+    import openvino
+
+    bf16 = "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    assert default_backend() == ("openvino" if bf16 else "onnx-int8")
 
 
 def test_fingerprints_name_the_backend(embedders: dict[str, Embedder]) -> None:
@@ -265,16 +286,16 @@ def test_a_bad_backend_name_is_one_line(tmp_path: Path, capsys, command: str) ->
         "ask": ["ask", str(tmp_path / "idx"), "Verona?"],
     }[command]
     with pytest.raises(SystemExit) as exited:
-        run_cli(capsys, *argv, "--embeddings-backend", "openvino")
+        run_cli(capsys, *argv, "--embeddings-backend", "openvino-int4")
     assert exited.value.code == 2
     (line,) = [x for x in capsys.readouterr().err.splitlines() if ": error: " in x]
-    assert "argument --embeddings-backend: invalid choice: 'openvino'" in line
+    assert "argument --embeddings-backend: invalid choice: 'openvino-int4'" in line
     assert "torch" in line and "onnx-int8" in line
 
 
 def test_a_bad_backend_name_from_the_library(tmp_path: Path) -> None:
-    with pytest.raises(RagError, match="--embeddings-backend 'openvino' is not one of torch, onnx"):
-        build_index(tmp_path, tmp_path / "idx", embeddings_backend="openvino")
+    with pytest.raises(RagError, match="--embeddings-backend 'tensorrt' is not one of torch, onnx"):
+        build_index(tmp_path, tmp_path / "idx", embeddings_backend="tensorrt")
     with pytest.raises(RagError, match="'fast' is not one of"):
         load_embedder(None, backend="fast")
 

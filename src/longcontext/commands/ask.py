@@ -74,8 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--embeddings-backend",
         choices=BACKENDS,
         default=None,
-        help="what embeds the question: torch, onnx or onnx-int8 (default: the backend the "
-        "index was built with; torch and onnx are interchangeable, onnx-int8 only with itself)",
+        help="what embeds the question: torch, onnx, onnx-int8 or openvino (default: the "
+        "backend the index was built with; torch and onnx are interchangeable, the others only "
+        "with themselves)",
     )
     add_deprecated_alias(parser, "--strategy", "--order", "order", choices=ORDERS)
     add_deprecated_alias(parser, "--budget", "--budget-tokens", "budget_tokens", type=at_least(1))

@@ -77,8 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=BACKENDS,
         default=None,
         help="what runs the embedding model: torch, onnx (ONNX Runtime, float32: the same "
-        "vectors as torch) or onnx-int8 (quantized, faster on CPU); see docs/embeddings.md "
-        f"(default: the index's own, {DEFAULT_BACKEND} for a new one)",
+        "vectors as torch), onnx-int8 (quantized, faster on CPU) or openvino (bfloat16 where "
+        "the CPU has it: fastest there); see docs/embeddings.md (default: the index's own; for "
+        f"a new one openvino where the CPU computes in bfloat16, else {DEFAULT_BACKEND})",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON report on stdout")
     add_deprecated_alias(parser, "--overlap", "--chunk-overlap", "chunk_overlap", type=at_least(0))

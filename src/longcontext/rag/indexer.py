@@ -11,11 +11,11 @@ import numpy as np
 from longcontext.rag import ann
 from longcontext.rag.corpus import SourceFile, read_corpus
 from longcontext.rag.embeddings import (
-    DEFAULT_BACKEND,
     Embedder,
     canonical_name,
     check_backend,
     check_trusted,
+    default_backend,
     load_embedder,
 )
 from longcontext.rag.errors import RagError
@@ -136,10 +136,11 @@ def build_index(
             The index is the same either way, and is written here.
         ray_workers: ``--ray-workers N``: Ray tasks and actors at once; None means the
             cluster's CPUs.
-        embeddings_backend: ``--embeddings-backend``: ``torch``, ``onnx`` or ``onnx-int8``
-            (see :mod:`longcontext.rag.embeddings`). None means the index's own backend, or
-            ``onnx-int8`` for a new index. Another backend than the index's re-embeds every
-            file: vectors of two backends never mix.
+        embeddings_backend: ``--embeddings-backend``: ``torch``, ``onnx``, ``onnx-int8`` or
+            ``openvino`` (see :mod:`longcontext.rag.embeddings`). None means the index's own
+            backend, or :func:`~longcontext.rag.embeddings.default_backend` for a new index.
+            Another backend than the index's re-embeds every file: vectors of two backends
+            never mix.
 
     Raises:
         RagError: The folder is empty or holds no text, the index was built with other
@@ -206,7 +207,7 @@ def _build(
             )
         raise RagError(f"{folder} holds no readable text files: " + "; ".join(corpus.warnings()))
 
-    backend = embeddings_backend or (old.embeddings.backend if old else DEFAULT_BACKEND)
+    backend = embeddings_backend or (old.embeddings.backend if old else default_backend())
     embedder = load_embedder(embeddings or (old.embeddings.name if old else None), backend=backend)
     warnings = corpus.warnings()
     reuse = old

@@ -1,8 +1,9 @@
-"""Run an exported sentence-transformers model with ONNX Runtime, without torch.
+"""Run an exported sentence-transformers model with ONNX Runtime or OpenVINO, without torch.
 
 What the ``torch`` backend does through sentence-transformers is done here with the model
 folder's own files: the ``tokenizers`` library reads ``tokenizer.json`` (truncated at the
-folder's ``max_seq_length``, padded per batch), ONNX Runtime runs the exported transformer, and
+folder's ``max_seq_length``, padded per batch), ONNX Runtime (or OpenVINO, for the
+``openvino`` backend) runs the exported transformer, and
 numpy pools as ``1_Pooling/config.json`` says (mean or CLS token) and normalises. Only the
 plain layout is supported: Transformer, Pooling, optionally Normalize; a model with more modules
 (Dense layers, prompts) must use ``--embeddings-backend torch``.
@@ -11,6 +12,8 @@ plain layout is supported: Transformer, Pooling, optionally Normalize; a model w
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -134,7 +137,8 @@ def _model_limit(folder: Path) -> int | None:
 
 
 class OnnxEmbedder(Embedder):
-    """An exported model run by ONNX Runtime (``--embeddings-backend onnx`` or ``onnx-int8``).
+    """An exported model run by ONNX Runtime (``--embeddings-backend onnx`` or ``onnx-int8``) or
+    by OpenVINO (``openvino``, on the float32 file; the backend comes from ``fingerprint``).
 
     Args:
         model_file: The ONNX file (:func:`longcontext.rag.onnx_export.exported_model`).
@@ -145,18 +149,15 @@ class OnnxEmbedder(Embedder):
     def __init__(
         self, model_file: Path, layout: Layout, fingerprint: EmbeddingsFingerprint
     ) -> None:
-        import onnxruntime
         from tokenizers import Tokenizer as RustTokenizer
 
         self.layout = layout
         self.fingerprint = fingerprint
         self.model_file = model_file
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # errors only: no notes about unused initializers
-        self.session = onnxruntime.InferenceSession(
-            str(model_file), options, providers=["CPUExecutionProvider"]
-        )
-        self._inputs = [i.name for i in self.session.get_inputs()]
+        if fingerprint.backend == "openvino":
+            self._inputs, self._infer = _openvino(model_file)
+        else:
+            self._inputs, self._infer = _onnxruntime(model_file)
         self._backend = RustTokenizer.from_file(str(layout.folder / "tokenizer.json"))
         # The folder's tokenizer.json may carry its own truncation and padding (all-MiniLM-L6-v2
         # pads to 128): sentence-transformers truncates at max_seq_length; we pad per batch.
@@ -197,7 +198,7 @@ class OnnxEmbedder(Embedder):
             arrays["input_ids"][row, :size] = encoding.ids
             arrays["attention_mask"][row, :size] = 1
             arrays["token_type_ids"][row, :size] = encoding.type_ids
-        (hidden,) = self.session.run(None, {name: arrays[name] for name in self._inputs})
+        hidden = self._infer({name: arrays[name] for name in self._inputs})
         mask = arrays["attention_mask"]
         if self.layout.pooling == "cls":
             pooled = hidden[:, 0]
@@ -208,3 +209,41 @@ class OnnxEmbedder(Embedder):
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         unit: Matrix = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
         return unit
+
+
+Infer = Callable[[Mapping[str, np.ndarray]], np.ndarray]
+
+
+def _onnxruntime(model_file: Path) -> tuple[list[str], Infer]:
+    """The model's input names and a call that returns its last hidden state, on ONNX Runtime."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: no notes about unused initializers
+    session = onnxruntime.InferenceSession(
+        str(model_file), options, providers=["CPUExecutionProvider"]
+    )
+
+    def infer(inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        hidden: np.ndarray = session.run(None, dict(inputs))[0]
+        return hidden
+
+    return [i.name for i in session.get_inputs()], infer
+
+
+def _openvino(model_file: Path) -> tuple[list[str], Infer]:
+    """The same on OpenVINO's CPU plugin, which picks its own precision (bfloat16 on CPUs that
+    have it); one request, used by one thread at a time."""
+    import openvino
+
+    compiled = openvino.Core().compile_model(
+        str(model_file), "CPU", {"PERFORMANCE_HINT": "LATENCY"}
+    )
+    request = compiled.create_infer_request()
+    lock = threading.Lock()
+
+    def infer(inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        with lock:  # the request's output buffer is reused by its next call: copy it out
+            return np.array(request.infer(dict(inputs))[0], dtype=np.float32)
+
+    return [port.any_name for port in compiled.inputs], infer
