@@ -7,7 +7,8 @@ word pieces, 40 of overlap, the CLI's defaults):
 
 - **longcontext**: ``longcontext index DIR --index PATH --embeddings-backend B``, one row per
   embeddings backend (``torch`` is sentence-transformers; ``onnx`` and ``onnx-int8`` run ONNX
-  Runtime on a model exported once and cached, which is done before timing);
+  Runtime, ``openvino`` OpenVINO, on a model exported once and cached, which is done before
+  timing);
 - **LangChain**: ``RecursiveCharacterTextSplitter.from_huggingface_tokenizer`` +
   ``HuggingFaceEmbeddings`` + ``FAISS.from_documents`` + ``save_local``;
 - **LlamaIndex**: ``SentenceSplitter`` sized in the same tokenizer + ``HuggingFaceEmbedding`` +
@@ -19,7 +20,7 @@ with nothing generated (``--model none``; the others retrieve the top 5). recall
 character-level recall on the 132 dev questions (see ../shared/README.md), each pipeline
 retrieving from its own index of all five corpora.
 
-    .venv/bin/python benchmarks/rag_pipelines.py [--backends torch,onnx,onnx-int8] [--write-docs]
+    .venv/bin/python benchmarks/rag_pipelines.py [--backends torch,openvino] [--write-docs]
 """
 
 from __future__ import annotations
@@ -334,7 +335,7 @@ def main() -> None:
         child(sys.argv[1:])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backends", default="torch,onnx,onnx-int8")
+    parser.add_argument("--backends", default="torch,onnx,onnx-int8,openvino")
     parser.add_argument("--frameworks", default="langchain,llamaindex")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
