@@ -100,6 +100,12 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tiny_llama_dir: Path) -> Iterator[Server]:  # noqa: F811
+    from huggingface_hub import constants
+
+    # transformers serve lists the hub cache's models on /v1/models; where that folder does not
+    # exist (a fresh machine) it answers 500 and drops the connection, which the client then
+    # finds reset. An empty cache folder gives the same answer everywhere: no models, no window.
+    Path(constants.HF_HUB_CACHE).mkdir(parents=True, exist_ok=True)
     started = Server(tiny_llama_dir)
     yield started
     started.stop()
