@@ -34,7 +34,7 @@ from longcontext.llm import ContextWindowExceededError, Generation, LongContextL
 from longcontext.llm.backends.openai import ServerError, text_for_ids
 from longcontext.llm.engine import choose_backend
 
-pytest.importorskip("openai")
+pytest.importorskip("openai", reason="the [openai] extra is not installed")
 pytest.importorskip("fastapi", reason="transformers serve needs fastapi and uvicorn")
 
 PROMPTS = ["Romeo, Romeo, wherefore art thou", "But soft, what light"]
@@ -520,8 +520,8 @@ def test_vllm_404_for_an_unknown_model_is_one_line(
 def test_langchain_and_llamaindex_wrappers_reach_the_server(
     server: Server, remote: LongContextLLM
 ) -> None:
-    pytest.importorskip("langchain_longcontext")
-    pytest.importorskip("llama_index.llms.longcontext")
+    pytest.importorskip("langchain_longcontext", reason="the LangChain package is not installed")
+    pytest.importorskip("llama_index.llms.longcontext", reason="no LlamaIndex package")
     from langchain_longcontext import ChatLongContext
     from llama_index.core.base.llms.types import ChatMessage, MessageRole
     from llama_index.llms.longcontext import LongContextLLM as LlamaIndexLLM

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from longcontext.rag.errors import RagError
+from longcontext.rag.errors import RagError, first_line
 from longcontext.tokenizers import Tokenizer, get_tokenizer
 
 if TYPE_CHECKING:
@@ -336,9 +336,8 @@ def load_embedder(
             "embeddings need sentence-transformers: pip install 'longcontext[hf]'"
         ) from exc
     except Exception as exc:  # hub, file and format errors come in many types
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RagError(
-            f"could not load embeddings {name or canonical!r}: {first_line}. Give a local "
+            f"could not load embeddings {name or canonical!r}: {first_line(exc)}. Give a local "
             "sentence-transformers folder, or all-MiniLM-L6-v2 (bundled, works offline)"
         ) from exc
     if not weights and (folder := _model_folder(path)) is not None:  # downloaded just now
@@ -369,10 +368,9 @@ def _load_onnx(folder: str, name: str, weights: str, backend: Backend) -> Embedd
     try:
         return OnnxEmbedder(model_file, layout, fingerprint)
     except Exception as exc:  # ONNX Runtime raises its own types for a file it cannot read
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RagError(
-            f"cannot load the cached ONNX file {model_file} ({first}): delete it, and the next "
-            "run exports it again"
+            f"cannot load the cached ONNX file {model_file} ({first_line(exc)}): delete it, and "
+            "the next run exports it again"
         ) from exc
 
 

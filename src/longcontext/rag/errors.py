@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (libraries raise pages of it), or its type's
+    name when it has none: what a one-line error quotes."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class RagError(ValueError):
     """Bad input to indexing or asking: an empty folder, a missing index, a bad option."""
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from longcontext.rag.errors import RagError
+from longcontext.rag.errors import RagError, first_line
 
 # Part of every cached file's name: raise it when the export changes, so old files are not used.
 EXPORT_VERSION = 1
@@ -87,9 +87,8 @@ def _publish(path: Path, make: Callable[[Path], None], verb: str, folder: Path) 
     except RagError:
         raise
     except Exception as exc:  # torch, ONNX and OS errors come in many types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RagError(
-            f"could not {verb} the embeddings at {folder} to ONNX: {first}; use "
+            f"could not {verb} the embeddings at {folder} to ONNX: {first_line(exc)}; use "
             "--embeddings-backend torch"
         ) from exc
     finally:

@@ -291,6 +291,14 @@ class OpenAIBackend:
         """The prompt as text, for a server that takes text only (see ``text_for_ids``)."""
         return text_for_ids(self.tokenizer, ids)
 
+    def _stream_request(self, prompt: list[int], sampling: Sampling) -> dict[str, Any]:
+        """``_request`` streamed, with the usage sent in the last chunk."""
+        return {
+            **self._request(prompt, sampling),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+
     def _request(self, prompt: list[int], sampling: Sampling) -> dict[str, Any]:
         """The ``completions.create`` arguments: every ``Sampling`` field has its API field."""
         request: dict[str, Any] = {
@@ -395,11 +403,7 @@ class OpenAIBackend:
 
         totals = _StreamTotals(sampling.stop)
         try:
-            response = self.client.completions.create(
-                **self._request(prompt, sampling),
-                stream=True,
-                stream_options={"include_usage": True},
-            )
+            response = self.client.completions.create(**self._stream_request(prompt, sampling))
             try:
                 for chunk in response:
                     if text := totals.add(chunk):
@@ -408,10 +412,7 @@ class OpenAIBackend:
                 response.close()
         except openai.APIError as error:
             raise self._error(error) from error
-        if tail := totals.scanner.flush():
-            totals.shown.append(tail)
-            yield tail
-        yield totals.generation(self, prompt)
+        yield from totals.ending(self, prompt)
 
     def _async_client(self) -> openai.AsyncOpenAI:
         # One per call: an async client's connections belong to the event loop that made them,
@@ -448,11 +449,7 @@ class OpenAIBackend:
         totals = _StreamTotals(sampling.stop)
         async with self._async_client() as client:
             try:
-                response = await client.completions.create(
-                    **self._request(prompt, sampling),
-                    stream=True,
-                    stream_options={"include_usage": True},
-                )
+                response = await client.completions.create(**self._stream_request(prompt, sampling))
                 try:
                     async for chunk in response:
                         if text := totals.add(chunk):
@@ -461,10 +458,8 @@ class OpenAIBackend:
                     await response.close()
             except openai.APIError as error:
                 raise self._error(error) from error
-        if tail := totals.scanner.flush():
-            totals.shown.append(tail)
-            yield tail
-        yield totals.generation(self, prompt)
+        for item in totals.ending(self, prompt):
+            yield item
 
     def close(self) -> None:
         """Close the HTTP connections (the server and its model stay up)."""
@@ -494,6 +489,16 @@ class _StreamTotals:
         if shown:
             self.shown.append(shown)
         return shown
+
+    def ending(self, backend: OpenAIBackend, prompt: list[int]) -> list[str | Generation]:
+        """What a stream yields after its last chunk: the text held back while it could have
+        begun a stop sequence (if any), then the ``Generation``."""
+        items: list[str | Generation] = []
+        if tail := self.scanner.flush():
+            self.shown.append(tail)
+            items.append(tail)
+        items.append(self.generation(backend, prompt))
+        return items
 
     def generation(self, backend: OpenAIBackend, prompt: list[int]) -> Generation:
         return Generation(
