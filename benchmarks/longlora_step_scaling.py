@@ -44,14 +44,21 @@ def build_model(folder: Path, shape: str) -> None:
     LlamaForCausalLM(config).save_pretrained(folder)
 
 
-def measure(model: str, method: str, length: int, group: int, repeats: int) -> dict[str, Any]:
+def measure(
+    model: str, method: str, length: int, group: int, repeats: int, checkpointing: bool
+) -> dict[str, Any]:
     import torch
 
     from longcontext.finetune.config import FinetuneConfig, check_rope_model, rope_for
     from longcontext.finetune.model import load_for_training
 
     settings = FinetuneConfig(
-        model, length, group_size=group, full_attention=method == "full", steps=1
+        model,
+        length,
+        group_size=group,
+        full_attention=method == "full",
+        steps=1,
+        gradient_checkpointing=checkpointing,
     )
     config = check_rope_model(model)
     peft_model = load_for_training(settings, config, rope_for(config, settings))
@@ -95,16 +102,23 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=1024, help="S2-Attn group, fixed")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument(
+        "--gradient-checkpointing", action="store_true", help="as a long fine-tune on a GPU runs"
+    )
+    parser.add_argument(
         "--one", nargs=3, metavar=("MODEL", "METHOD", "LENGTH"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.one:
         model, method, length = args.one
-        print(json.dumps(measure(model, method, int(length), args.group, args.repeats)))
+        row = measure(
+            model, method, int(length), args.group, args.repeats, args.gradient_checkpointing
+        )
+        print(json.dumps(row))
         return
     with tempfile.TemporaryDirectory(prefix="longlora-step-") as folder:
         build_model(Path(folder), args.shape)
-        print(f"{args.shape} Llama, LoRA+ rank 8, S2-Attn group {args.group}, one sequence")
+        checkpointing = ", gradient checkpointing" if args.gradient_checkpointing else ""
+        print(f"{args.shape} Llama, LoRA+ rank 8, S2-Attn group {args.group}{checkpointing}")
         print("| length | S2-Attn s/step | full s/step | full / S2-Attn ", end="")
         print("| S2-Attn peak MiB | full peak MiB |")
         print("| ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -113,17 +127,36 @@ def main() -> None:
             for method in ("s2attn", "full"):
                 command = [sys.executable, __file__, "--one", folder, method, str(length),
                            "--group", str(args.group), "--repeats", str(args.repeats)]  # fmt: skip
+                if args.gradient_checkpointing:
+                    command.append("--gradient-checkpointing")
                 done = subprocess.run(command, capture_output=True, text=True)
-                if done.returncode != 0:
-                    raise SystemExit(done.stderr[-2000:])
-                row[method] = json.loads(done.stdout.strip().splitlines()[-1])
-            s2, full = row["s2attn"], row["full"]
-            print(
-                f"| {length} | {s2['seconds']:.2f} | {full['seconds']:.2f} | "
-                f"{full['seconds'] / s2['seconds']:.2f}x | {s2['peak_mib']:.0f} | "
-                f"{full['peak_mib']:.0f} |",
-                flush=True,
-            )
+                row[method] = json.loads(done.stdout.strip().splitlines()[-1]) if (
+                    done.returncode == 0
+                ) else {"failed": _last_error(done.stderr)}  # fmt: skip
+            print(_table_row(length, row["s2attn"], row["full"]), flush=True)
+
+
+def _last_error(stderr: str) -> str:
+    """The exception line of a failed measurement (out of memory, usually)."""
+    lines = [line for line in stderr.strip().splitlines() if "Error" in line]
+    return (lines[-1] if lines else stderr.strip()[-200:])[:120]
+
+
+def _table_row(length: int, s2: dict[str, Any], full: dict[str, Any]) -> str:
+    def cell(result: dict[str, Any], key: str, form: str) -> str:
+        return format(result[key], form) if key in result else "failed"
+
+    ratio = (
+        f"{full['seconds'] / s2['seconds']:.2f}x" if "seconds" in s2 and "seconds" in full else "-"
+    )
+    failures = [
+        f"{name}: {r['failed']}" for name, r in (("S2", s2), ("full", full)) if "failed" in r
+    ]
+    note = f" <!-- {'; '.join(failures)} -->" if failures else ""
+    return (
+        f"| {length} | {cell(s2, 'seconds', '.2f')} | {cell(full, 'seconds', '.2f')} | {ratio} | "
+        f"{cell(s2, 'peak_mib', '.0f')} | {cell(full, 'peak_mib', '.0f')} |{note}"
+    )
 
 
 if __name__ == "__main__":

@@ -36,63 +36,45 @@ DEFAULT_MODEL = "meta-llama/Meta-Llama-3-8B"
 LONGEST = 32768
 
 
-def commands(model: str, text: list[str], output: str, longest: int) -> list[tuple[str, list[str]]]:
-    """Each step's name and ``longcontext`` arguments."""
-    lengths = ",".join(str(n) for n in (4096, 8192, 16384, longest) if n <= longest)
+def commands(
+    model: str,
+    text: list[str],
+    output: str,
+    longest: int,
+    backend: str = "vllm",
+    trials: int = 5,
+) -> list[tuple[str, list[str]]]:
+    """Each step's name and ``longcontext`` arguments: lengths double from 4096 to ``longest``."""
+    lengths = ",".join(str(4096 << i) for i in range(16) if 4096 << i <= longest)
     scaled = ["--rope", "yarn", "--context-length", str(longest)]
     sliding = ["--mode", "sliding", "--stride", "256", "--windows", "2"]
     common = ["--dtype", "bfloat16", "--output", output]
-    vllm = ["--backend", "vllm", *common]
-    score = ["eval", "perplexity", model, "--text", *text, *sliding]
+    engine = ["--backend", backend, *common]
+    if backend == "transformers":
+        engine += ["--device", "cuda"]
+    score = ["eval", "perplexity", model, "--text", *text, *sliding, "--lengths", lengths]
+    methods = ["--rope", "linear,dynamic,yarn", "--context-length", str(longest)]
     return [
+        (f"perplexity, scaled ({backend})", [*score, *methods, *engine]),
         (
-            "perplexity, scaled (vLLM)",
-            [
-                *score,
-                "--lengths",
-                lengths,
-                "--rope",
-                "linear,dynamic,yarn",
-                "--context-length",
-                str(longest),
-                *vllm,
-            ],
-        ),
-        (
+            # vLLM refuses prompts past the window it serves: the baseline runs on transformers
             "perplexity, unscaled baseline (transformers on the GPU)",
-            [
-                *score,
-                "--lengths",
-                "4096,8192,16384",
-                "--rope",
-                "none",
-                "--backend",
-                "transformers",
-                "--device",
-                "cuda",
-                *common,
-            ],
+            [*score, "--rope", "none", "--backend", "transformers", "--device", "cuda", *common],
         ),
         (
             "passkey",
-            ["eval", "passkey", model, "--lengths", lengths, *scaled, "--trials", "5", *vllm],
+            ["eval", "passkey", model, "--lengths", lengths, *scaled,
+             "--trials", str(trials), *engine],
         ),
         (
             "needle",
-            [
-                "eval",
-                "needle",
-                model,
-                "--haystack",
-                text[0],
-                "--lengths",
-                f"8192,{longest}",
-                *scaled,
-                *vllm,
-            ],
+            ["eval", "needle", model, "--haystack", text[0], "--lengths", lengths,
+             "--depths", "0,0.25,0.5,0.75,1", *scaled, *engine],
         ),
-        ("position", ["eval", "position", model, "--documents", "30", "--trials", "3", *vllm]),
-    ]
+        ("position", ["eval", "position", model, "--documents", "30", "--trials", "3", *engine]),
+        # a step stopped at its limit keeps its rows but not its table and plot: write them
+        ("tables and plots", ["eval", "report", output]),
+    ]  # fmt: skip
 
 
 def main() -> int:
@@ -106,6 +88,13 @@ def main() -> int:
         help="documents to score; the first is also the needle's haystack",
     )
     parser.add_argument("--output", default="gpu-eval", help="folder for the results")
+    parser.add_argument(
+        "--backend",
+        choices=("vllm", "transformers"),
+        default="vllm",
+        help="engine for every step (transformers: where vLLM is not installed)",
+    )
+    parser.add_argument("--trials", type=int, default=5, help="passkey prompts per length")
     parser.add_argument("--longest", type=int, default=LONGEST, help="longest length, tokens")
     parser.add_argument(
         "--limit", type=int, default=150, help="seconds per step before it is stopped"
@@ -114,7 +103,8 @@ def main() -> int:
     args = parser.parse_args()
     longcontext = [sys.executable, "-m", "longcontext.cli"]
     failed = 0
-    for name, argv in commands(args.model, args.text, args.output, args.longest):
+    steps = commands(args.model, args.text, args.output, args.longest, args.backend, args.trials)
+    for name, argv in steps:
         print(f"## {name}\n$ longcontext {shlex.join(argv)}", flush=True)
         if args.dry_run:
             continue

@@ -95,6 +95,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     position.add_argument("--trials", type=at_least(1), default=1, metavar="N")
     position.add_argument("--seed", type=int, default=0, help="draws the keys, values, scores")
+    report = tasks.add_parser(
+        "report",
+        help="rebuild the tables and plots of a results folder from its JSON Lines",
+        description="Rebuild each task's Markdown table and PNG plot from the rows in DIR (for a "
+        "run stopped before it wrote them); measures nothing.",
+    )
+    report.add_argument("folder", metavar="DIR", help="a results folder (an --output)")
 
 
 def _common(parser: argparse.ArgumentParser, lengths: bool = True) -> None:
@@ -183,6 +190,8 @@ def _read(path: str, flag: str = "--text") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.task == "report":
+        return _report(args.folder)
     from longcontext.evaluation import (
         EvaluationError,
         run_needle,
@@ -245,4 +254,18 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from None
     if not args.quiet:
         print(f"results in {args.output}/{args.task}.jsonl, .md and .png")
+    return 0
+
+
+def _report(folder: str) -> int:
+    from longcontext.evaluation import EvaluationError
+    from longcontext.evaluation.report import rebuild
+
+    if not Path(folder).is_dir():
+        raise UsageError(f"{folder}: no such results folder; pass an eval --output folder")
+    try:
+        written = rebuild(folder)
+    except EvaluationError as error:
+        raise UsageError(str(error)) from None
+    print("\n".join(str(path) for path in written))
     return 0

@@ -114,6 +114,7 @@ def run_perplexity(
             cuts[n] = _windows(pool.tokenizer(), documents, n, mode, windows_per_length, strides[n])
         row = _score(pool.get(setting), cuts[n])
         row["factor"] = round(models.factor(setting, window), 6)
+        row["window"] = window  # the model's own, for the plot's marker when rebuilt from rows
         measured[setting, n] = row
         return dict(row)
 

@@ -1,0 +1,49 @@
+"""``eval report``: the tables and plots of a run stopped before it wrote them, rebuilt from its
+rows alone, equal what the finished run wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tiny_models import SHARED, tiny_llama_dir  # noqa: F401 - pytest fixture
+
+from longcontext.cli import main
+from longcontext.evaluation import run_passkey, run_perplexity
+from longcontext.evaluation.report import rebuild
+
+
+def test_rebuilt_tables_equal_what_the_runs_wrote(
+    tiny_llama_dir: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    args: dict[str, Any] = {"backend": "transformers", "progress": False, "output": tmp_path}
+    text = (SHARED / "data" / "corpora" / "romeo_and_juliet.txt").read_text(encoding="utf-8")
+    run_perplexity(tiny_llama_dir, text, [128, 256], ["none", "yarn"], windows_per_length=1, **args)
+    run_passkey(tiny_llama_dir, [256], ["none"], trials=2, **args)
+    written = {name: (tmp_path / name).read_text() for name in ("perplexity.md", "passkey.md")}
+    for name in ("perplexity.md", "perplexity.png", "passkey.md", "passkey.png"):
+        (tmp_path / name).unlink()
+    assert sorted(p.name for p in rebuild(tmp_path)) == [
+        "passkey.md", "passkey.png", "perplexity.md", "perplexity.png"
+    ]  # fmt: skip
+    for name, text in written.items():
+        assert (tmp_path / name).read_text() == text
+    assert (tmp_path / "passkey.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_report_and_its_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "report", str(tmp_path / "missing")]) == 2
+    assert "no such results folder" in capsys.readouterr().err
+    assert main(["eval", "report", str(tmp_path)]) == 2
+    assert "no results in" in capsys.readouterr().err
+    row = (
+        '{"task": "passkey", "model": "m", "rope": "yarn", "length": 4096, "trial": 0, '
+        '"correct": true}\n'
+    )
+    (tmp_path / "passkey.jsonl").write_text(row + row.replace('"trial": 0', '"trial": 1')
+                                            .replace("true", "false"))  # fmt: skip
+    assert main(["eval", "report", str(tmp_path)]) == 0
+    assert "| 4096 | 0.50 |" in (tmp_path / "passkey.md").read_text()
+    assert str(tmp_path / "passkey.png") in capsys.readouterr().out
