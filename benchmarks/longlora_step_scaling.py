@@ -62,6 +62,11 @@ def measure(
     )
     config = check_rope_model(model)
     peft_model = load_for_training(settings, config, rope_for(config, settings))
+    if checkpointing:  # as the Trainer turns it on for `longcontext finetune`
+        peft_model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+        peft_model.enable_input_require_grads()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu":
         torch.set_num_threads(1)
