@@ -468,3 +468,24 @@ def test_one_source_id_over_several_texts_never_mixes_them(
             assert record.metadata["token_count"] == TOK.count(record.text)
     kept = [o for r in result.records for o in r.origin]
     assert sorted(map(id, kept + result.dropped)) == sorted(map(id, passages))
+
+
+def test_a_passage_agreeing_with_two_texts_under_one_source_id_joins_one() -> None:
+    """Two pages that share their first 1000 characters, under one source id: a passage from
+    that shared stretch agrees with a kept slice of each page, which differ from each other. It
+    joins the best-ranked one; the merged record is an exact slice of one page."""
+    first, second = SOURCE[:2000], SOURCE[:1000] + SOURCE[3000:4000]
+    assert first[1000] != second[1000]
+
+    def page_slice(page: str, start: int, end: int, score: float) -> dict[str, Any]:
+        return {"text": page[start:end], "start": start, "end": end, "score": score,
+                "source": "file.pdf"}  # fmt: skip
+
+    passages = [
+        page_slice(first, 601, 1001, 0.9),  # ends past the shared stretch, in page one
+        page_slice(second, 602, 1002, 0.8),  # ends past it in page two: no merge with the first
+        page_slice(first, 203, 603, 0.7),  # inside the shared stretch: agrees with both
+    ]
+    records = pack(passages, 100_000).records
+    assert [(r.start, r.end, len(r.origin)) for r in records] == [(203, 1001, 2), (602, 1002, 1)]
+    assert records[0].text == first[203:1001] and records[1].text == second[602:1002]

@@ -110,6 +110,12 @@ def _agree(a: Passage, b: Passage) -> bool:
     return a.text[low - _start(a) : high - _start(a)] == b.text[low - _start(b) : high - _start(b)]
 
 
+def _conflict(a: Passage, b: Passage) -> bool:
+    """Whether two passages of one source share characters and differ on some: two texts."""
+    low, high = max(_start(a), _start(b)), min(_end(a), _end(b))
+    return low < high and not _agree(a, b)
+
+
 def _refreshed(passage: Passage, tok: Tokenizer) -> Passage:
     """A merged or cut passage with metadata that describes its own text.
 
@@ -142,7 +148,7 @@ class _Context:
 
     def with_piece(self, i: int, piece: Passage, rank: int) -> list[_Unit]:
         """The units if ``piece`` (input ``i``) joined: merged with the units its span meets."""
-        meets = [
+        candidates = [
             u
             for u in self.units
             if piece.has_span
@@ -150,6 +156,13 @@ class _Context:
             and u.passage.source == piece.source
             and _agree(u.passage, piece)
         ]
+        # a piece can agree with two kept units that disagree with each other (slices of two
+        # texts under one source id that share its characters): it joins the best-ranked of
+        # them and those consistent with it, never both texts
+        meets: list[_Unit] = []
+        for unit in sorted(candidates, key=lambda u: u.rank):
+            if not any(_conflict(unit.passage, m.passage) for m in meets):
+                meets.append(unit)
         members = sorted([i, *(m for u in meets for m in u.members)], key=self._rank(i, rank))
         pieces = [piece if m == i else self.pieces[m] for m in members]
         ranks = [rank if m == i else self.rank_of[m] for m in members]
