@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -78,6 +79,10 @@ def _publish(path: Path, make: Callable[[Path], None], verb: str, folder: Path) 
             "LONGCONTEXT_CACHE_DIR to a writable folder"
         ) from exc
     draft = Path(name)
+    if sys.stderr.isatty():  # 20-40 s the first time, silent otherwise: say why it waits
+        doing = {"export": "exporting", "quantize": "quantizing"}.get(verb, verb)
+        print(f"longcontext: {doing} the embeddings model for ONNX once (cached in {path.parent})",
+              file=sys.stderr, flush=True)  # fmt: skip
     try:
         make(draft)
         with draft.open("rb") as file:
