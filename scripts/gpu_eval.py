@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -109,11 +110,18 @@ def main() -> int:
         if args.dry_run:
             continue
         began = time.perf_counter()
+        step = subprocess.Popen([*longcontext, *argv])
         try:
-            done = subprocess.run([*longcontext, *argv], timeout=args.limit, check=False)
-            status = f"exit {done.returncode}"
-            failed += done.returncode != 0
+            code = step.wait(timeout=args.limit)
+            status = f"exit {code}"
+            failed += code != 0
         except subprocess.TimeoutExpired:
+            step.send_signal(signal.SIGINT)  # as Ctrl-C: the task writes its table, then exits
+            try:
+                step.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                step.kill()
+                step.wait()
             status = f"stopped at the {args.limit} s limit (rerun to resume)"
         print(f"-> {status} after {time.perf_counter() - began:.0f} s\n", flush=True)
     if not args.dry_run:

@@ -3,6 +3,10 @@ rows alone, equal what the finished run wrote."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +51,30 @@ def test_cli_report_and_its_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["eval", "report", str(tmp_path)]) == 0
     assert "| 4096 | 0.50 |" in (tmp_path / "passkey.md").read_text()
     assert str(tmp_path / "passkey.png") in capsys.readouterr().out
+
+
+def test_ctrl_c_writes_the_table_of_the_rows_so_far(
+    tiny_llama_dir: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A real CLI run stopped by SIGINT (Ctrl-C, or gpu_eval's time limit) after its first
+    rows: exit 130, the rows kept, and their table and plot written."""
+    command = [sys.executable, "-m", "longcontext.cli", "eval", "passkey", str(tiny_llama_dir),
+               "--lengths", "512", "--trials", "400", "--backend", "transformers",
+               "--device", "cpu", "--quiet", "--output", str(tmp_path)]  # fmt: skip
+    run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    rows = tmp_path / "passkey.jsonl"
+    deadline = time.monotonic() + 240
+    while not (rows.exists() and rows.read_text().count("\n") >= 2):
+        assert run.poll() is None, run.communicate()[1]
+        assert time.monotonic() < deadline, "no row measured within 240 s"
+        time.sleep(0.2)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    measured = rows.read_text().count("\n")
+    assert 2 <= measured < 400
+    assert "interrupted; tables and plots" in err
+    table = (tmp_path / "passkey.md").read_text()
+    assert "| 512 |" in table
+    assert (tmp_path / "passkey.png").read_bytes()[:4] == b"\x89PNG"

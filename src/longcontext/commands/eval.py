@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -192,13 +193,7 @@ def _read(path: str, flag: str = "--text") -> str:
 def run(args: argparse.Namespace) -> int:
     if args.task == "report":
         return _report(args.folder)
-    from longcontext.evaluation import (
-        EvaluationError,
-        run_needle,
-        run_passkey,
-        run_perplexity,
-        run_position,
-    )
+    from longcontext.evaluation import EvaluationError
 
     common: dict[str, Any] = {
         "context_length": args.context_length,
@@ -212,49 +207,72 @@ def run(args: argparse.Namespace) -> int:
     ropes = parse_ropes(args.rope)
     lengths = parse_lengths(args.lengths) if args.task != "position" else []
     try:
-        if args.task == "perplexity":
-            texts = [_read(path) for path in args.text]
-            run_perplexity(
-                args.model,
-                texts,
-                lengths,
-                ropes,
-                mode=args.mode,
-                windows_per_length=args.windows,
-                stride=args.stride,
-                **common,
-            )
-        elif args.task == "needle":
-            haystack = _read(args.haystack, "--haystack")
-            depths = parse_depths(args.depths)
-            run_needle(
-                args.model,
-                haystack,
-                lengths,
-                depths,
-                ropes,
-                trials=args.trials,
-                seed=args.seed,
-                **common,
-            )
-        elif args.task == "position":
-            run_position(
-                args.model,
-                args.documents,
-                _positions(args.positions),
-                ropes,
-                trials=args.trials,
-                noise=args.noise,
-                seed=args.seed,
-                **common,
-            )
-        else:
-            run_passkey(args.model, lengths, ropes, trials=args.trials, seed=args.seed, **common)
+        _run_task(args, ropes, lengths, common)
     except EvaluationError as error:
         raise UsageError(str(error)) from None
+    except KeyboardInterrupt:  # stopped by hand: the rows measured so far get their table
+        _report_interrupted(args.output)
+        raise
     if not args.quiet:
         print(f"results in {args.output}/{args.task}.jsonl, .md and .png")
     return 0
+
+
+def _run_task(
+    args: argparse.Namespace, ropes: list[str], lengths: list[int], common: dict[str, Any]
+) -> None:
+    from longcontext.evaluation import run_needle, run_passkey, run_perplexity, run_position
+
+    if args.task == "perplexity":
+        texts = [_read(path) for path in args.text]
+        run_perplexity(
+            args.model,
+            texts,
+            lengths,
+            ropes,
+            mode=args.mode,
+            windows_per_length=args.windows,
+            stride=args.stride,
+            **common,
+        )
+    elif args.task == "needle":
+        haystack = _read(args.haystack, "--haystack")
+        depths = parse_depths(args.depths)
+        run_needle(
+            args.model,
+            haystack,
+            lengths,
+            depths,
+            ropes,
+            trials=args.trials,
+            seed=args.seed,
+            **common,
+        )
+    elif args.task == "position":
+        run_position(
+            args.model,
+            args.documents,
+            _positions(args.positions),
+            ropes,
+            trials=args.trials,
+            noise=args.noise,
+            seed=args.seed,
+            **common,
+        )
+    else:
+        run_passkey(args.model, lengths, ropes, trials=args.trials, seed=args.seed, **common)
+
+
+def _report_interrupted(folder: str) -> None:
+    from longcontext.evaluation import EvaluationError
+    from longcontext.evaluation.report import rebuild
+
+    try:
+        rebuild(folder)
+    except (EvaluationError, OSError):
+        return  # nothing measured yet, or the folder is gone: nothing to report
+    print(f"longcontext eval: interrupted; tables and plots of the rows so far in {folder}",
+          file=sys.stderr)  # fmt: skip
 
 
 def _report(folder: str) -> int:
