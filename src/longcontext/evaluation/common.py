@@ -55,6 +55,33 @@ def output_files(
     return folder / f"{task}.jsonl", folder / f"{task}.md", folder / f"{task}.png"
 
 
+Report = Callable[[Sequence[Row], Path, Path], None]
+
+
+def run_task(
+    task: str,
+    key: Sequence[str],
+    points: Sequence[Mapping[str, Any]],
+    output: str | os.PathLike[str] | None,
+    pool: Any,
+    measure: Callable[[Mapping[str, Any]], Row],
+    *,
+    label: Callable[[Mapping[str, Any]], str],
+    summary: Callable[[Row], str],
+    progress: bool,
+    report: Report,
+) -> list[Row]:
+    """What every task does once its points are planned: measure them with ``pool`` open
+    (resuming from ``output``), then write the table and plot of every row in ``output``."""
+    files = output_files(output, task)
+    results = ResultsFile(files[0], key) if files else None
+    with pool:
+        rows = sweep(points, results, measure, label, summary, desc=task, progress=progress)
+    if files and results is not None:
+        report(results.rows, files[1], files[2])
+    return rows
+
+
 def sweep(
     points: Sequence[Mapping[str, Any]],
     results: ResultsFile | None,

@@ -21,7 +21,7 @@ from typing import Any
 
 from longcontext.evaluation import common, models, plot, table
 from longcontext.evaluation.errors import EvaluationError
-from longcontext.evaluation.results import ResultsFile, Row
+from longcontext.evaluation.results import Row
 
 TASK = "passkey"
 KEY = ("task", "model", "rope", "length", "trial", "seed", "context_length")
@@ -165,8 +165,6 @@ def run_passkey(
         for n in lengths
         for trial in range(trials)
     ]
-    files = common.output_files(output, TASK)
-    results = ResultsFile(files[0], KEY) if files else None
     pool = models.Models(model, backend, **engine_kwargs)
     prompts: dict[tuple[int, int], PasskeyPrompt] = {}
 
@@ -192,20 +190,18 @@ def run_passkey(
             "completion": generation.text,
         }
 
-    with pool:
-        rows = common.sweep(
-            points,
-            results,
-            measure,
-            label=lambda p: f"rope={p['rope']} length={p['length']} trial={p['trial']}",
-            summary=lambda r: f"expected {r['expected']}, got {r['got']}",
-            desc=TASK,
-            progress=progress,
-        )
-    if files:
-        assert results is not None
-        write_report(results.rows, files[1], files[2], model=os.fspath(model))
-    return rows
+    return common.run_task(
+        TASK,
+        KEY,
+        points,
+        output,
+        pool,
+        measure,
+        label=lambda p: f"rope={p['rope']} length={p['length']} trial={p['trial']}",
+        summary=lambda r: f"expected {r['expected']}, got {r['got']}",
+        progress=progress,
+        report=lambda rows, table, plot: write_report(rows, table, plot, model=os.fspath(model)),
+    )
 
 
 def accuracy(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from longcontext.evaluation import common, models, plot, table
 from longcontext.evaluation.errors import EvaluationError
-from longcontext.evaluation.results import ResultsFile, Row
+from longcontext.evaluation.results import Row
 from longcontext.evaluation.windows import MODES, Mode, Window, windows
 
 TASK = "perplexity"
@@ -100,8 +100,6 @@ def run_perplexity(
         for rope in ropes
         for n in lengths
     ]
-    files = common.output_files(output, TASK)
-    results = ResultsFile(files[0], KEY) if files else None
     pool = models.Models(model, backend, **engine_kwargs)
     cuts: dict[int, list[Window]] = {}
     measured: dict[tuple[models.Setting, int], Row] = {}
@@ -118,22 +116,20 @@ def run_perplexity(
         measured[setting, n] = row
         return dict(row)
 
-    with pool:
-        rows = common.sweep(
-            points,
-            results,
-            measure,
-            label=lambda p: f"rope={p['rope']} length={p['length']}",
-            summary=lambda r: f"perplexity {r['perplexity']:.3f} over {r['tokens']} tokens",
-            desc=TASK,
-            progress=progress,
-        )
-    if files:
-        assert results is not None
-        write_report(
-            results.rows, files[1], files[2], model=os.fspath(model), mode=mode, window=window
-        )
-    return rows
+    return common.run_task(
+        TASK,
+        KEY,
+        points,
+        output,
+        pool,
+        measure,
+        label=lambda p: f"rope={p['rope']} length={p['length']}",
+        summary=lambda r: f"perplexity {r['perplexity']:.3f} over {r['tokens']} tokens",
+        progress=progress,
+        report=lambda rows, table, plot: write_report(
+            rows, table, plot, model=os.fspath(model), mode=mode, window=window
+        ),
+    )
 
 
 def _check_unscaled_past_window(backend: str, window: int) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from longcontext.evaluation import common, models, plot, table
 from longcontext.evaluation.errors import EvaluationError
 from longcontext.evaluation.passkey import token_counter
-from longcontext.evaluation.results import ResultsFile, Row
+from longcontext.evaluation.results import Row
 
 TASK = "position"
 KEY = ("task", "model", "rope", "documents", "position", "reordered", "trial", "seed", "noise")
@@ -150,8 +150,6 @@ def run_position(
         for t in range(trials)
         for reordered in (False, True)
     ]
-    files = common.output_files(output, TASK)
-    results = ResultsFile(files[0], KEY) if files else None
 
     def measure(point: Mapping[str, Any]) -> Row:
         given, reordered = prompts[point["position"], point["trial"]]
@@ -171,23 +169,21 @@ def run_position(
             "correct": got == prompt.value,
         }
 
-    with pool:
-        rows = common.sweep(
-            points,
-            results,
-            measure,
-            label=lambda p: (
-                f"rope={p['rope']} position={p['position']} "
-                f"{'reordered' if p['reordered'] else 'as given'}"
-            ),
-            summary=lambda r: "correct" if r["correct"] else f"wrong ({r['got']})",
-            desc=TASK,
-            progress=progress,
-        )
-    if files:
-        assert results is not None
-        write_report(results.rows, files[1], files[2], model=os.fspath(model))
-    return rows
+    return common.run_task(
+        TASK,
+        KEY,
+        points,
+        output,
+        pool,
+        measure,
+        label=lambda p: (
+            f"rope={p['rope']} position={p['position']} "
+            f"{'reordered' if p['reordered'] else 'as given'}"
+        ),
+        summary=lambda r: "correct" if r["correct"] else f"wrong ({r['got']})",
+        progress=progress,
+        report=lambda rows, table, plot: write_report(rows, table, plot, model=os.fspath(model)),
+    )
 
 
 def write_report(
