@@ -15,10 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rag_fixtures
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rag_fixtures import run_cli
+from rag_fixtures import corpus, run_cli  # noqa: F401 - pytest fixture
 from retrieval_fixtures import corpus_excerpt, minilm_path
 
 from longcontext.rag import onnx_export
@@ -137,11 +136,11 @@ def test_token_ids_equal_the_torch_tokenizer(
 
 
 def test_index_with_int8_ask_with_its_backend_then_reindex_with_torch(
-    embedders: dict[str, Embedder], tmp_path: Path
+    embedders: dict[str, Embedder],
+    corpus: tuple[Path, dict[str, str]],  # noqa: F811
+    tmp_path: Path,
 ) -> None:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    rag_fixtures.write_corpus(folder)
+    folder, _ = corpus
     index = tmp_path / "idx"
     built = build_index(folder, index, embeddings_backend="onnx-int8")
     assert len(built.embedded) == 3
@@ -168,11 +167,11 @@ def test_index_with_int8_ask_with_its_backend_then_reindex_with_torch(
 
 
 def test_an_index_without_a_recorded_backend_reads_as_torch(
-    embedders: dict[str, Embedder], tmp_path: Path
+    embedders: dict[str, Embedder],
+    corpus: tuple[Path, dict[str, str]],  # noqa: F811
+    tmp_path: Path,
 ) -> None:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    rag_fixtures.write_corpus(folder)
+    folder, _ = corpus
     build_index(folder, tmp_path / "idx", embeddings_backend="torch")
     manifest_path = tmp_path / "idx" / MANIFEST
     manifest = json.loads(manifest_path.read_text())
@@ -250,11 +249,12 @@ def test_unsupported_layouts_are_refused_with_the_way_out(tmp_path: Path) -> Non
 
 
 def test_ask_without_a_model_never_imports_torch(
-    embedders: dict[str, Embedder], cache: Path, tmp_path: Path
+    embedders: dict[str, Embedder],
+    cache: Path,
+    corpus: tuple[Path, dict[str, str]],  # noqa: F811
+    tmp_path: Path,
 ) -> None:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    rag_fixtures.write_corpus(folder)
+    folder, _ = corpus
     build_index(folder, tmp_path / "idx", embeddings_backend="onnx-int8")
     runner = (
         "import json, sys\n"

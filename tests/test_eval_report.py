@@ -3,6 +3,7 @@ rows alone, equal what the finished run wrote."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -42,12 +43,12 @@ def test_cli_report_and_its_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "no such results folder" in capsys.readouterr().err
     assert main(["eval", "report", str(tmp_path)]) == 2
     assert "no results in" in capsys.readouterr().err
-    row = (
-        '{"task": "passkey", "model": "m", "rope": "yarn", "length": 4096, "trial": 0, '
-        '"correct": true}\n'
-    )
-    (tmp_path / "passkey.jsonl").write_text(row + row.replace('"trial": 0', '"trial": 1')
-                                            .replace("true", "false"))  # fmt: skip
+    rows = [
+        {"task": "passkey", "model": "m", "rope": "yarn", "length": 4096, "trial": trial,
+         "correct": correct}
+        for trial, correct in enumerate([True, False])
+    ]  # fmt: skip
+    (tmp_path / "passkey.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     assert main(["eval", "report", str(tmp_path)]) == 0
     assert "| 4096 | 0.50 |" in (tmp_path / "passkey.md").read_text()
     assert str(tmp_path / "passkey.png") in capsys.readouterr().out

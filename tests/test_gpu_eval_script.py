@@ -3,27 +3,19 @@ parser, so the first GPU machine does not meet a typo."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
+
+from script_module import SCRIPTS, load_script
 
 from longcontext.cli import build_parser
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_eval.py"
-
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpu_eval", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = SCRIPTS / "gpu_eval.py"
 
 
 def test_every_command_parses_with_the_cli_parser(tmp_path: Path) -> None:
-    script = load_script()
+    script = load_script("gpu_eval")
     steps = script.commands("some/model", [str(tmp_path / "a.txt")], str(tmp_path), 32768)
     assert [argv[1] for _, argv in steps] == [
         "perplexity", "perplexity", "passkey", "needle", "position", "report"
@@ -41,7 +33,7 @@ def test_every_command_parses_with_the_cli_parser(tmp_path: Path) -> None:
 
 def test_the_transformers_backend_runs_every_step_on_the_gpu(tmp_path: Path) -> None:
     """Where vLLM is not installed (the lent machine of the first GPU run had none)."""
-    script = load_script()
+    script = load_script("gpu_eval")
     steps = script.commands("m", ["a.txt"], str(tmp_path), 65536, "transformers", trials=3)
     parser = build_parser()
     for _, argv in steps[:-1]:

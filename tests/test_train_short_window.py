@@ -3,27 +3,15 @@ shared corpora, then the saved folder loads as a normal model with its short win
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "scripts" / "train_short_window_llama.py"
-
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("train_short_window_llama", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_module import load_script
 
 
 def test_trains_and_saves_a_loadable_short_window_model(tmp_path: Path) -> None:
-    script = load_script()
+    script = load_script("train_short_window_llama")
     text = script.CORPORA / "romeo_and_juliet.txt"
     if not text.is_file():
         pytest.skip(f"the shared corpora are not at {script.CORPORA}")
@@ -50,7 +38,7 @@ def test_trains_and_saves_a_loadable_short_window_model(tmp_path: Path) -> None:
 
 
 def test_bad_arguments_get_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    script = load_script()
+    script = load_script("train_short_window_llama")
     with pytest.raises(SystemExit):
         script.parse_args(["--text", "/no/such/file.txt"])
     assert "--text /no/such/file.txt does not exist" in capsys.readouterr().err

@@ -80,9 +80,8 @@ def _publish(path: Path, make: Callable[[Path], None], verb: str, folder: Path) 
         ) from exc
     draft = Path(name)
     if sys.stderr.isatty():  # 20-40 s the first time, silent otherwise: say why it waits
-        doing = {"export": "exporting", "quantize": "quantizing"}.get(verb, verb)
-        print(f"longcontext: {doing} the embeddings model for ONNX once (cached in {path.parent})",
-              file=sys.stderr, flush=True)  # fmt: skip
+        message = f"one-time ONNX {verb} of the embeddings model (cached in {path.parent})"
+        print(f"longcontext: {message}", file=sys.stderr, flush=True)
     try:
         make(draft)
         with draft.open("rb") as file:
